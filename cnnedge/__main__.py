@@ -1,0 +1,5 @@
+"""Allow `python -m cnnedge`."""
+
+from cnnedge.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""cnnedge.export stage."""

@@ -1,0 +1,1 @@
+"""cnnedge.serve stage."""

@@ -1,0 +1,1 @@
+"""cnnedge.train stage."""
