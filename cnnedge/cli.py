@@ -17,6 +17,7 @@ def build_app() -> typer.Typer:
     """Create the CLI app with every stage's commands registered."""
     from cnnedge.export import commands as export_commands
     from cnnedge.serve import commands as serve_commands
+    from cnnedge.serve import predict as predict_commands
     from cnnedge.train import commands as train_commands
 
     app = typer.Typer(
@@ -31,6 +32,7 @@ def build_app() -> typer.Typer:
     train_commands.register(app)
     export_commands.register(app)
     serve_commands.register(app)
+    predict_commands.register(app)
     return app
 
 

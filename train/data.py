@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,3 +68,21 @@ def load_default(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     train, test = stratified_split(y, test_fraction, seed)
     labels = tuple(str(i) for i in range(10))
     return Dataset(x[train], y[train], x[test], y[test], labels, "default")
+
+
+def load_from_metadata(data_meta: Mapping[str, Any], input_shape: Sequence[int]) -> Dataset:
+    """Re-create a package's train/test split from its metadata "data" entry.
+
+    Args:
+        data_meta: `metadata["data"]`, e.g. {"source": "default", "test_fraction": 0.2, "seed": 0}.
+        input_shape: the package's (H, W, C); images are converted to it.
+
+    Returns:
+        The same split that training used.
+    """
+    source = data_meta.get("source", "default")
+    if source != "default":
+        raise DataError(f"data source {source!r} is not supported yet")
+    if tuple(input_shape) != (28, 28, 1):
+        raise DataError(f"the default data is 28x28x1; the package expects {input_shape}")
+    return load_default(float(data_meta.get("test_fraction", 0.2)), int(data_meta.get("seed", 0)))
