@@ -63,3 +63,20 @@ def package_copy(trained_package: Path, tmp_path: Path) -> Path:
     dest = tmp_path / trained_package.name
     shutil.copytree(trained_package, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def exported_package(trained_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of `trained_package` with `model.onnx` and `model.int8.onnx`, exported and verified.
+
+    Both files are listed in metadata["files"] with size, sha256 and their verification figures.
+    Treat it as read-only (session scope); copy it if a test changes files.
+    """
+    import shutil
+
+    from cnnedge.export.api import export_package
+
+    dest = tmp_path_factory.mktemp("exported") / trained_package.name
+    shutil.copytree(trained_package, dest)
+    export_package(dest, ["onnx", "onnx-int8"])
+    return dest

@@ -1,0 +1,284 @@
+"""`export_package`: check shapes, convert, verify every artifact against Keras, then commit files.
+
+Every file is staged under a temporary name beside its target (`cnnedge.package.atomic_path`) and
+verified there; only when every requested format has passed are the files renamed into place, and
+`metadata.json` is written last. A failure or an interrupt at any point leaves the previous files
+byte-identical and removes the staged ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnedge.errors import PackageError, UsageError
+from cnnedge.export.formats import ExportFormat, parse_formats, triton_model_name
+from cnnedge.export.shapecheck import ShapePlan, plan_shapes
+from cnnedge.export.verify import Verification, measure, require_passed
+from cnnedge.package import Package, atomic_path, file_record, update_metadata
+
+MIN_OPSET, MAX_OPSET = 13, 18  # what tf2onnx 1.17 converts to
+CALIBRATION_IMAGES = 300
+TRITON_MAX_BATCH = 64
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """One written format: its files (relative to the package), total size and verification."""
+
+    format: str
+    files: tuple[str, ...]
+    size: int
+    verification: Verification
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What every format's conversion and verification share."""
+
+    model: Any
+    plan: ShapePlan
+    calibration: np.ndarray  # (N, H, W, C) float32, from the training split
+    x_test: np.ndarray  # (N, H, W, C) float32, held out
+    y_test: np.ndarray  # (N,) int64
+    reference: np.ndarray  # (N, K) Keras probabilities on x_test
+
+
+def export_package(
+    root: str | Path,
+    formats: Iterable[str] | None = None,
+    opset: int = 17,
+    input_shape: Sequence[int] | None = None,
+    calibration_images: np.ndarray | None = None,
+    calibration_size: int = CALIBRATION_IMAGES,
+) -> list[ExportResult]:
+    """Export a trained package to the given formats, verified against Keras.
+
+    Args:
+        root: the package folder (with model.keras and metadata.json).
+        formats: format names or "all"; None means onnx and tflite.
+        opset: the ONNX opset (13-18).
+        input_shape: (H, W, C) to export for; None keeps the trained shape.
+        calibration_images: override the quantisation calibration set (N, H, W, C) in [0, 1];
+            by default the first `calibration_size` training images of the package's data.
+        calibration_size: how many training images calibrate the int8 formats.
+
+    Returns:
+        One result per format, in canonical format order.
+    """
+    root = Path(root)
+    fmts = parse_formats(formats)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UsageError(
+            f"opset {opset} is outside what tf2onnx converts to ({MIN_OPSET}-{MAX_OPSET}); "
+            "use the default 17"
+        )
+    pkg = Package.load(root)
+    plan = plan_shapes(pkg.metadata, input_shape)  # before anything heavy is imported
+    inputs = _prepare(pkg, plan, calibration_images, calibration_size)
+    results, records = [], {}
+    with contextlib.ExitStack() as stack:
+        created = _missing_dirs(root, fmts, pkg.name)
+        stack.callback(_remove_empty, created)  # runs last; after success they hold files
+        float_onnx: Path | None = None
+        for fmt in fmts:
+            start = time.perf_counter()
+            staged = _stage(stack, root, fmt, pkg, inputs, opset, float_onnx)
+            if fmt.name == "onnx":
+                float_onnx = staged["model.onnx"][0]
+            verification = staged.pop("__verification__")[1]
+            require_passed(fmt, verification)
+            size = 0
+            for rel, (tmp, extra) in staged.items():
+                tmp.chmod(0o644)  # mkstemp makes 0600; servers (Triton) may run as another user
+                records[rel] = file_record(tmp, **extra)
+                size += records[rel]["size"]
+            results.append(
+                ExportResult(
+                    fmt.name, tuple(staged), size, verification, time.perf_counter() - start
+                )
+            )
+        # Leaving the stack renames every staged file into place (all formats passed).
+    update_metadata(root, lambda meta: _record(meta, records, plan, opset, inputs, fmts))
+    return results
+
+
+def _prepare(
+    pkg: Package, plan: ShapePlan, calibration: np.ndarray | None, calibration_size: int
+) -> _Inputs:
+    import keras
+
+    from cnnedge.export.runners import KerasRunner
+    from cnnedge.train.data import load_from_metadata
+
+    model_path = pkg.require("model.keras")
+    model = keras.models.load_model(model_path, safe_mode=True)
+    model_shape = tuple(int(d) for d in model.input_shape[1:])
+    if model_shape != plan.trained_shape:
+        raise PackageError(
+            f"{model_path} takes input {model_shape}, metadata.json says {plan.trained_shape}; "
+            "the package is inconsistent, re-run `cnnedge train`"
+        )
+    data = load_from_metadata(pkg.metadata.get("data", {}), plan.trained_shape)
+    x_train, x_test = data.x_train, data.x_test
+    if plan.reshaped:
+        model = _rebuild(model, plan)
+        x_train, x_test = _resize(x_train, plan.export_shape), _resize(x_test, plan.export_shape)
+    if calibration is None:
+        calibration = x_train[:calibration_size]
+    calibration = np.asarray(calibration, dtype=np.float32)
+    if calibration.ndim != 4 or calibration.shape[1:] != plan.export_shape:
+        raise UsageError(
+            f"calibration images have shape {calibration.shape}; they must be "
+            f"(N, {', '.join(map(str, plan.export_shape))})"
+        )
+    reference = KerasRunner(model, plan.export_shape).predict(x_test)
+    return _Inputs(model, plan, calibration, x_test, data.y_test, reference)
+
+
+def _rebuild(model: Any, plan: ShapePlan) -> Any:
+    """The same weights in a model built for the export shape (the plan checked they fit)."""
+    from cnnedge.train.model import build_model
+
+    reshaped = build_model(plan.spec.with_input_shape(plan.export_shape))
+    reshaped.set_weights(model.get_weights())
+    return reshaped
+
+
+def _resize(x: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    import tensorflow as tf
+
+    return tf.image.resize(x, shape[:2]).numpy().astype(np.float32)  # (N, H, W, C)
+
+
+def _stage(
+    stack: contextlib.ExitStack,
+    root: Path,
+    fmt: ExportFormat,
+    pkg: Package,
+    inputs: _Inputs,
+    opset: int,
+    float_onnx: Path | None,
+) -> dict[str, Any]:
+    """Write one format's files to staged temporaries and verify them.
+
+    Returns:
+        {relative path: (temp path, extra record fields)}, plus "__verification__".
+    """
+    from cnnedge.export import onnx_export, tflite_export
+    from cnnedge.export.runners import TFLiteRunner, open_runner
+
+    shape = inputs.plan.export_shape
+    common = {"format": fmt.name, "input_shape": list(shape)}
+    staged: dict[str, Any] = {}
+    if fmt.name in ("onnx-int8", "triton") and float_onnx is None:
+        float_onnx = _scratch_onnx(stack, inputs, opset)
+    if fmt.name == "onnx":
+        tmp = stack.enter_context(atomic_path(root / fmt.filename))
+        proto = onnx_export.keras_to_onnx(inputs.model, shape, opset)
+        onnx_export.save_onnx(proto, tmp)
+        staged[fmt.filename] = (tmp, {**common, "opset": opset})
+        check = tmp
+    elif fmt.name == "onnx-int8":
+        tmp = stack.enter_context(atomic_path(root / fmt.filename))
+        assert float_onnx is not None  # set above; narrows the type
+        onnx_export.quantize_onnx_int8(float_onnx, tmp, inputs.calibration)
+        extra = {"opset": opset, "quantisation": "static QDQ int8, per-channel weights"}
+        extra["calibration_images"] = len(inputs.calibration)
+        staged[fmt.filename] = (tmp, {**common, **extra})
+        check = tmp
+    elif fmt.name == "triton":
+        assert float_onnx is not None
+        name = triton_model_name(pkg.name)
+        base = root / fmt.filename / name
+        config = onnx_export.triton_config(name, shape, len(pkg.labels), TRITON_MAX_BATCH)
+        texts = {"config.pbtxt": config, "labels.txt": "\n".join(pkg.labels) + "\n"}
+        for filename, text in texts.items():
+            tmp = stack.enter_context(atomic_path(base / filename))
+            tmp.write_text(text, "utf-8")
+            staged[f"{fmt.filename}/{name}/{filename}"] = (tmp, common)
+        tmp = stack.enter_context(atomic_path(base / "1" / "model.onnx"))
+        tmp.write_bytes(float_onnx.read_bytes())
+        staged[f"{fmt.filename}/{name}/1/model.onnx"] = (tmp, {**common, "opset": opset})
+        check = tmp
+    else:
+        mode = {"tflite": "float32", "tflite-fp16": "float16", "tflite-int8": "int8"}[fmt.name]
+        tmp = stack.enter_context(atomic_path(root / fmt.filename))
+        tmp.write_bytes(
+            tflite_export.keras_to_tflite(inputs.model, shape, mode, inputs.calibration)
+        )
+        extra: dict[str, Any] = {"mode": mode, **TFLiteRunner(tmp).quantization()}
+        if mode == "int8":
+            extra["calibration_images"] = len(inputs.calibration)
+        staged[fmt.filename] = (tmp, {**common, **extra})
+        check = tmp
+    probs = open_runner(fmt.runtime, check).predict(inputs.x_test)
+    verification = measure(fmt, inputs.reference, probs, inputs.y_test)
+    for rel, (tmp, extra) in list(staged.items()):
+        staged[rel] = (tmp, {**extra, "verification": verification.to_dict()})
+    staged["__verification__"] = (None, verification)
+    return staged
+
+
+def _scratch_onnx(stack: contextlib.ExitStack, inputs: _Inputs, opset: int) -> Path:
+    """A float ONNX file outside the package, for int8/Triton exports without --format onnx."""
+    from cnnedge.export import onnx_export
+
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cnnedge-onnx-")))
+    path = folder / "model.onnx"
+    onnx_export.save_onnx(
+        onnx_export.keras_to_onnx(inputs.model, inputs.plan.export_shape, opset), path
+    )
+    return path
+
+
+def _missing_dirs(root: Path, fmts: Sequence[ExportFormat], name: str) -> list[Path]:
+    """The folders a Triton export would create, deepest first (removed again on failure)."""
+    if not any(f.name == "triton" for f in fmts):
+        return []
+    base = root / "triton"
+    chain = [base, base / triton_model_name(name), base / triton_model_name(name) / "1"]
+    return [d for d in reversed(chain) if not d.exists()]
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only succeeds when empty, i.e. when the export failed
+
+
+def _record(
+    meta: dict[str, Any],
+    records: dict[str, Any],
+    plan: ShapePlan,
+    opset: int,
+    inputs: _Inputs,
+    fmts: Sequence[ExportFormat],
+) -> None:
+    meta.setdefault("files", {}).update(records)
+    meta["export"] = {
+        "formats": sorted({*meta.get("export", {}).get("formats", []), *(f.name for f in fmts)}),
+        "opset": opset,
+        "input_shape": list(plan.export_shape),
+        "verification_images": len(inputs.y_test),
+        "calibration_images": len(inputs.calibration),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "library_versions": _versions(),
+    }
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for dist in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
+        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
+            versions[dist] = importlib_metadata.version(dist)
+    return versions

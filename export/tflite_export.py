@@ -1,0 +1,57 @@
+"""Keras to TFLite: float32, float16 weights, and full-integer int8 with builtin ops only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from cnnedge.export.onnx_export import serving_function
+
+MODES = ("float32", "float16", "int8")
+
+
+def keras_to_tflite(
+    model: Any,
+    input_shape: Sequence[int],
+    mode: str = "float32",
+    representative: np.ndarray | None = None,
+) -> bytes:
+    """Convert a Keras model to a TFLite flatbuffer.
+
+    Args:
+        model: the Keras model.
+        input_shape: (H, W, C); the batch axis stays dynamic.
+        mode: "float32", "float16" (weights stored as fp16) or "int8" (full-integer: int8 input and
+            output, TFLITE_BUILTINS_INT8 only, so no Flex delegate is needed).
+        representative: calibration images (N, H, W, C) float32; required for "int8".
+
+    Returns:
+        The .tflite bytes.
+    """
+    import tensorflow as tf
+
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}; expected one of {MODES}")
+    fn = serving_function(model, input_shape)
+    concrete = fn.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "int8":
+        if representative is None or len(representative) == 0:
+            raise ValueError("int8 conversion needs representative images")
+        images = np.asarray(representative, dtype=np.float32)
+
+        def dataset() -> Iterator[list[np.ndarray]]:
+            for i in range(len(images)):
+                yield [images[i : i + 1]]  # (1, H, W, C)
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
