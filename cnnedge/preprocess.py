@@ -204,6 +204,8 @@ def sniff_format(data: bytes) -> str | None:
             return name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
+    if data[4:8] == b"ftyp":  # ISO media: HEIC/HEIF from phones, AVIF
+        return "HEIF/AVIF"
     return None
 
 
@@ -243,10 +245,15 @@ def _open_checked(data: bytes, config: PreprocessConfig) -> Any:
     if len(data) == 0:
         raise ImageError("the image is empty (0 bytes); send a PNG or JPEG file")
     fmt = sniff_format(data)
+    if fmt is None:
+        # Bytes of no known image format are undecodable (400), not a refused format (415).
+        raise ImageError(
+            f"the {len(data)} bytes (starting {data[:8].hex()}) are not an image of any known "
+            f"format; send a {' or '.join(config.formats)} file"
+        )
     if fmt not in config.formats:
-        found = fmt or f"unknown (starts with {data[:8].hex()})"
         raise ImageFormatError(
-            f"image format {found} is not accepted; allowed: {', '.join(config.formats)}; "
+            f"image format {fmt} is not accepted; allowed: {', '.join(config.formats)}; "
             "convert the image to PNG or JPEG"
         )
     # The plugin classes read the header only and skip Pillow's global bomb check; ours is below.
