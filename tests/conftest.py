@@ -17,41 +17,11 @@ def trained_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Treat it as read-only: stages that add files work on a copy (see `package_copy`).
     """
-    import keras
-    import numpy as np
-
-    from cnnedge import __version__
-    from cnnedge.arch import load_arch
-    from cnnedge.package import file_record, write_metadata
-    from cnnedge.train.data import load_default
-    from cnnedge.train.model import build_model, compile_model
+    from cnnedge.train.trainer import TrainOptions, train
 
     root = tmp_path_factory.mktemp("models") / "seed"
-    root.mkdir()
-    spec = load_arch("seed")
-    data = load_default()
-    model = compile_model(build_model(spec, seed=0))
-    y_train = keras.utils.to_categorical(data.y_train, 10)
-    model.fit(
-        data.x_train, y_train, batch_size=8, epochs=1, verbose=0
-    )  # batch 8: enough steps for BN statistics
-    probs = model.predict(data.x_test, verbose=0)
-    accuracy = float(np.mean(probs.argmax(1) == data.y_test))
-    model.save(root / "model.keras")
-    write_metadata(
-        root,
-        {
-            "name": "seed",
-            "cnnedge_version": __version__,
-            "architecture": spec.to_dict(),
-            "input_shape": list(spec.input_shape),
-            "labels": list(data.labels),
-            "preprocessing": {"scale": 1 / 255, "layout": "NHWC", "dtype": "float32"},
-            "data": {"source": "default", "test_fraction": 0.2, "seed": 0},
-            "metrics": {"test_accuracy": accuracy},
-            "files": {"model.keras": file_record(root / "model.keras")},
-        },
-    )
+    # batch 8 and no augmentation: enough steps in one epoch for BatchNormalization's statistics
+    train(TrainOptions(epochs=1, batch_size=8, augment="none", out=str(root)), log=None)
     return root
 
 
