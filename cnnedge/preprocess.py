@@ -387,16 +387,21 @@ def centre_of_mass(ink: np.ndarray) -> tuple[float, float]:
 
 
 def fit_into_box(ink: np.ndarray, box: tuple[int, int]) -> np.ndarray:
-    """Resize a cropped (h, w) ink image so it fits `box` (bh, bw), keeping its aspect ratio."""
+    """Resize a cropped (h, w) ink image so it fits `box` (bh, bw), keeping its aspect ratio.
+
+    Shrinking averages the area each output pixel covers (MNIST's anti-aliasing, and exact for
+    whole-number factors); enlarging a small crop interpolates bilinearly.
+    """
     from PIL import Image
 
     h, w = ink.shape
     scale = min(box[0] / h, box[1] / w)
     new_h = min(box[0], max(1, round(h * scale)))
     new_w = min(box[1], max(1, round(w * scale)))
-    resized = Image.fromarray(ink.astype(np.float32)).resize(
-        (new_w, new_h), Image.Resampling.LANCZOS
-    )
+    if (new_h, new_w) == (h, w):
+        return ink.astype(np.float32)
+    resample = Image.Resampling.BOX if scale <= 1.0 else Image.Resampling.BILINEAR
+    resized = Image.fromarray(ink.astype(np.float32)).resize((new_w, new_h), resample)
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
