@@ -213,9 +213,7 @@ def _stage(
     else:
         mode = {"tflite": "float32", "tflite-fp16": "float16", "tflite-int8": "int8"}[fmt.name]
         tmp = stack.enter_context(atomic_path(root / fmt.filename))
-        tmp.write_bytes(
-            tflite_export.keras_to_tflite(inputs.model, shape, mode, inputs.calibration)
-        )
+        tmp.write_bytes(tflite_export.keras_to_tflite(inputs.model, mode, inputs.calibration))
         extra: dict[str, Any] = {"mode": mode, **TFLiteRunner(tmp).quantization()}
         if mode == "int8":
             extra["calibration_images"] = len(inputs.calibration)

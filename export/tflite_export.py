@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-
-from cnnedge.export.onnx_export import serving_function
 
 MODES = ("float32", "float16", "int8")
 
 
 def keras_to_tflite(
     model: Any,
-    input_shape: Sequence[int],
     mode: str = "float32",
     representative: np.ndarray | None = None,
 ) -> bytes:
     """Convert a Keras model to a TFLite flatbuffer.
 
     Args:
-        model: the Keras model.
-        input_shape: (H, W, C); the batch axis stays dynamic.
+        model: the Keras model; its input shape is kept, with a dynamic batch axis.
         mode: "float32", "float16" (weights stored as fp16) or "int8" (full-integer: int8 input and
             output, TFLITE_BUILTINS_INT8 only, so no Flex delegate is needed).
         representative: calibration images (N, H, W, C) float32; required for "int8".
@@ -34,9 +30,9 @@ def keras_to_tflite(
 
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}; expected one of {MODES}")
-    fn = serving_function(model, input_shape)
-    concrete = fn.get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    # from_concrete_functions keeps resource variables (READ_VARIABLE fails in LiteRT, outputs are
+    # NaN); from_keras_model freezes the weights and keeps the batch axis dynamic.
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if mode == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]

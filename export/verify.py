@@ -75,7 +75,7 @@ def require_passed(fmt: ExportFormat, result: Verification) -> None:
         return
     hint = (
         "calibrate on more representative images, or ship the float model"
-        if fmt.quantised
+        if fmt.lossy
         else "the converter changed the model's maths; report it with the library versions"
     )
     raise VerificationError(

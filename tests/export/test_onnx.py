@@ -8,23 +8,6 @@ import pytest
 from cnnedge.package import Package
 
 
-@pytest.fixture(scope="module")
-def held_out(exported_package):
-    from cnnedge.train.data import load_from_metadata
-
-    pkg = Package.load(exported_package)
-    data = load_from_metadata(pkg.metadata["data"], pkg.input_shape)
-    return data.x_test, data.y_test
-
-
-@pytest.fixture(scope="module")
-def keras_probs(exported_package, held_out):
-    import keras
-
-    model = keras.models.load_model(exported_package / "model.keras", safe_mode=True)
-    return model.predict(held_out[0], batch_size=100, verbose=0)  # (N, 10)
-
-
 @pytest.mark.slow
 def test_onnx_matches_keras_within_1e4(exported_package, held_out, keras_probs):
     import onnxruntime as ort

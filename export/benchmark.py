@@ -1,0 +1,224 @@
+"""`benchmark_package`: every format in a package, side by side, like Ultralytics' `yolo benchmark`.
+
+Keras is the first row and the reference: each artifact's accuracy, top-1 agreement and largest
+probability difference are measured against it on the held-out test split, then its latency at
+batch 1 and its throughput at a larger batch are timed in this process, one format after another.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnedge.errors import CnnedgeError
+from cnnedge.export.formats import FORMATS
+from cnnedge.package import Package, write_json_atomic
+
+BENCHMARK_FILE = "benchmark.json"
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One format's figures; `status` is "ok" or the reason it could not run."""
+
+    format: str
+    file: str
+    status: str
+    size_kb: float | None = None
+    accuracy: float | None = None
+    top1_agreement: float | None = None
+    max_abs_diff: float | None = None
+    ms_per_image_batch1: float | None = None
+    images_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """The rows plus how they were measured."""
+
+    rows: tuple[BenchRow, ...]
+    batch_size: int
+    images: int
+    threads: int
+    machine: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "images": self.images,
+            "threads": self.threads,
+            "machine": self.machine,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+    def row(self, fmt: str) -> BenchRow:
+        return next(r for r in self.rows if r.format == fmt)
+
+
+def benchmark_package(
+    root: str | Path,
+    batch_size: int = 32,
+    latency_images: int = 100,
+    runs: int = 3,
+    threads: int = 0,
+    write: bool = True,
+) -> BenchReport:
+    """Measure Keras and every exported format present in the package.
+
+    Args:
+        root: the package folder.
+        batch_size: the batch for the throughput column.
+        latency_images: how many single images time the batch-1 latency (median per image).
+        runs: throughput passes over the test split; the fastest counts.
+        threads: CPU threads per runtime; 0 means all cores.
+        write: also write `benchmark.json` into the package.
+
+    Returns:
+        The report, Keras first, then the formats in canonical order.
+    """
+    import keras
+
+    from cnnedge.export.runners import KerasRunner, OnnxRunner, TFLiteRunner
+    from cnnedge.train.data import load_from_metadata
+
+    if batch_size < 1 or latency_images < 1 or runs < 1:
+        raise CnnedgeError(
+            f"batch size {batch_size}, latency images {latency_images} and runs {runs} must all "
+            "be at least 1"
+        )
+    pkg = Package.load(root)
+    data = load_from_metadata(pkg.metadata.get("data", {}), pkg.input_shape)
+    x, y = data.x_test, data.y_test
+    cores = threads or os.cpu_count() or 1
+    keras_path = pkg.require("model.keras")
+    model = keras.models.load_model(keras_path, safe_mode=True)
+    keras_runner = KerasRunner(model, pkg.input_shape)
+    reference = keras_runner.predict(x, batch_size)
+    rows = [_measure("keras", "model.keras", keras_runner, keras_path, x, y, reference,
+                     batch_size, latency_images, runs)]  # fmt: skip
+    for fmt in FORMATS:
+        rel = _artifact(fmt.name, fmt.filename, pkg)
+        if rel is None:
+            continue
+        try:
+            path = pkg.require(rel)
+            shape = tuple(pkg.files[rel].get("input_shape", pkg.input_shape))
+            xs = x if shape == pkg.input_shape else _resize(x, shape)
+            runner: Any = (
+                OnnxRunner(path, threads)
+                if fmt.runtime == "onnxruntime"
+                else TFLiteRunner(path, cores)
+            )
+            row = _measure(
+                fmt.name, rel, runner, path, xs, y, reference, batch_size, latency_images, runs
+            )
+        except Exception as exc:  # one broken file must not hide the others' rows
+            row = BenchRow(fmt.name, rel, f"FAIL: {type(exc).__name__}: {exc}"[:200])
+        rows.append(row)
+    report = BenchReport(tuple(rows), batch_size, len(y), cores, _machine())
+    if write:
+        write_json_atomic(pkg.path(BENCHMARK_FILE), report.to_dict())
+    return report
+
+
+def _artifact(name: str, filename: str, pkg: Package) -> str | None:
+    """The package-relative file that runs for a format, if the package lists one."""
+    if name == "triton":
+        listed = [f for f in pkg.files if f.startswith("triton/") and f.endswith("/1/model.onnx")]
+        return listed[0] if listed else None
+    return filename if filename in pkg.files else None
+
+
+def _measure(
+    name: str,
+    rel: str,
+    runner: Any,
+    path: Path,
+    x: np.ndarray,
+    y: np.ndarray,
+    reference: np.ndarray,
+    batch_size: int,
+    latency_images: int,
+    runs: int,
+) -> BenchRow:
+    probs = runner.predict(x, batch_size)  # also the warm-up for this batch size
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        runner.predict(x, batch_size)
+        best = min(best, time.perf_counter() - start)
+    singles = x[:latency_images]
+    runner.predict(singles[:5], 1)  # warm-up at batch 1 (TFLite re-allocates on resize)
+    times = []
+    for i in range(len(singles)):
+        start = time.perf_counter()
+        runner.predict(singles[i : i + 1], 1)
+        times.append(time.perf_counter() - start)
+    return BenchRow(
+        format=name,
+        file=rel,
+        status="ok",
+        size_kb=path.stat().st_size / 1024,
+        accuracy=float(np.mean(probs.argmax(1) == y)),
+        top1_agreement=float(np.mean(probs.argmax(1) == reference.argmax(1))),
+        max_abs_diff=float(np.max(np.abs(probs - reference))),
+        ms_per_image_batch1=statistics.median(times) * 1000,
+        images_per_s=len(x) / best,
+    )
+
+
+def _resize(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    import tensorflow as tf
+
+    return tf.image.resize(x, tuple(shape[:2])).numpy().astype(np.float32)  # (N, H, W, C)
+
+
+def _machine() -> str:
+    return (
+        f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} cores"
+    )
+
+
+def format_report(report: BenchReport) -> str:
+    """The report as an aligned text table, with the int8/float ONNX speed ratio if both ran.
+
+    Args:
+        report: a benchmark report.
+
+    Returns:
+        The table text.
+    """
+    b = report.batch_size
+    head = (
+        f"{'format':<12} {'file':<26} {'status':<6} {'size KB':>9} {'accuracy':>9} "
+        f"{'top-1 vs keras':>14} {'max |dp|':>9} {'ms/img b1':>10} {f'img/s b{b}':>10}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in report.rows:
+        if r.status != "ok":
+            lines.append(f"{r.format:<12} {r.file:<26} {r.status}")
+            continue
+        lines.append(
+            f"{r.format:<12} {r.file:<26} {r.status:<6} {r.size_kb:>9.1f} {r.accuracy:>9.2%} "
+            f"{r.top1_agreement:>14.2%} {r.max_abs_diff:>9.2g} {r.ms_per_image_batch1:>10.3f} "
+            f"{r.images_per_s:>10,.0f}"
+        )
+    ok = {r.format: r for r in report.rows if r.status == "ok"}
+    if "onnx" in ok and "onnx-int8" in ok:
+        f32, i8 = ok["onnx"], ok["onnx-int8"]
+        lines.append(
+            f"onnx-int8 vs onnx: {i8.images_per_s / f32.images_per_s:.2f}x images/s at batch {b}, "
+            f"{f32.size_kb / i8.size_kb:.1f}x smaller, "
+            f"accuracy {(i8.accuracy - f32.accuracy) * 100:+.2f} points"
+        )
+    lines.append(f"{report.images} test images, {report.threads} threads, {report.machine}")
+    return "\n".join(lines)
