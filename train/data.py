@@ -8,6 +8,7 @@ Bad data stops with a `DataError` naming the file and the problem. numpy only at
 from __future__ import annotations
 
 import gzip
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import util
@@ -193,14 +194,16 @@ def load_npz(path: Path, input_shape: Sequence[int]) -> Dataset:
     """
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(
             f"{path}: not a readable .npz file ({exc}); save one with "
             "numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
         ) from None
+    if not hasattr(archive, "files"):
+        raise DataError(
+            f"{path}: holds a single array, not an .npz archive of x_train, y_train, x_test, y_test"
+        )
     with archive:
-        if not hasattr(archive, "files"):
-            raise DataError(f"{path}: holds a single array, not an .npz archive of named arrays")
         missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in archive.files]
         if missing:
             raise DataError(
@@ -209,7 +212,7 @@ def load_npz(path: Path, input_shape: Sequence[int]) -> Dataset:
             )
         try:
             arrays = {k: archive[k] for k in archive.files}
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise DataError(
                 f"{path}: an array could not be read ({exc}); the file is corrupt"
             ) from None
