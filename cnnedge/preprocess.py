@@ -229,7 +229,8 @@ def decode_image(data: bytes, config: PreprocessConfig) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a broken EXIF block is not worth a warning
             image.load()
-            image = ImageOps.exif_transpose(image) or image
+            if image.getexif().get(0x0112, 1) != 1:  # the orientation tag; 1 is upright
+                image = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(
             f"the {image.format} image ({image.size[0]}x{image.size[1]}) could not be decoded "
@@ -330,11 +331,11 @@ def border_level(gray: np.ndarray) -> float:
 
 def should_invert(gray: np.ndarray, invert: str) -> bool:
     """Whether a (H, W) image in [0, 1] needs inverting to become light-on-dark."""
-    if invert == "always":
-        return True
-    if invert == "never":
-        return False
-    return border_level(gray) > 0.5
+    return _inverts(border_level(gray), invert)
+
+
+def _inverts(level: float, invert: str) -> bool:
+    return invert == "always" or (invert == "auto" and level > 0.5)
 
 
 def to_ink(gray: np.ndarray, invert: str) -> np.ndarray:
@@ -347,8 +348,10 @@ def to_ink(gray: np.ndarray, invert: str) -> np.ndarray:
     Returns:
         The ink image; paper that is grey rather than white is subtracted.
     """
-    ink = 1.0 - gray if should_invert(gray, invert) else gray
-    background = border_level(ink)
+    level = border_level(gray)
+    inverted = _inverts(level, invert)
+    ink = 1.0 - gray if inverted else gray
+    background = 1.0 - level if inverted else level  # the border's median, after inversion
     if background >= 1.0:
         return np.zeros_like(ink, dtype=np.float32)
     return np.clip((ink - background) / (1.0 - background), 0.0, 1.0).astype(np.float32)
@@ -445,8 +448,13 @@ def preprocess_array(gray: np.ndarray, config: PreprocessConfig) -> np.ndarray:
         )
     if arr.dtype == np.uint8:
         arr = arr.astype(np.float32) / 255.0
-    arr = np.nan_to_num(arr.astype(np.float32), nan=0.0)
-    ink = to_ink(np.clip(arr, 0.0, 1.0), config.invert)
+    arr = np.clip(np.nan_to_num(arr.astype(np.float32), nan=0.0), 0.0, 1.0)
+    return _preprocess_gray(arr, config)
+
+
+def _preprocess_gray(arr: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """`preprocess_array` for a checked (H, W) float32 image in [0, 1]."""
+    ink = to_ink(arr, config.invert)
     box = bounding_box(ink, config.ink_threshold)
     if box is None:
         raise ImageError(
@@ -473,7 +481,7 @@ def preprocess_image(data: bytes, config: PreprocessConfig) -> np.ndarray:
     Returns:
         (H, W, C) float32 in [0, 1], light digit on a dark background.
     """
-    return preprocess_array(decode_image(data, config), config)
+    return _preprocess_gray(decode_image(data, config), config)
 
 
 def to_png(image: np.ndarray) -> bytes:

@@ -170,7 +170,9 @@ def _multipart_files(content_type: str, body: bytes) -> list[_Upload]:
         filename = part.get_param("filename", header="content-disposition")
         if "form-data" not in str(disposition).lower() or filename is None:
             continue  # a plain form field, not a file
-        data = part.get_payload(decode=True) or b""
+        data = part.get_payload(decode=True)  # bytes for a non-multipart part
+        if not isinstance(data, bytes):
+            raise HTTPError(400, f"multipart part {index} nests another multipart body; send files")
         uploads.append(_Upload(str(filename) or f"part {index}", data))
     if not uploads:
         raise HTTPError(

@@ -26,7 +26,7 @@
 
   function stroke(from, to) {
     ctx.strokeStyle = "#000";
-    ctx.lineWidth = pad.width / 12; // about MNIST's stroke width relative to the digit
+    ctx.lineWidth = pad.width / 10; // about MNIST's stroke width relative to the digit
     ctx.lineCap = "round";
     ctx.lineJoin = "round";
     ctx.beginPath();

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +78,12 @@ def digits(exported_package: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return Digits(data.x_test, data.y_test, direct, folders)
 
 
+@pytest.fixture(scope="session")
+def render_png() -> Callable[[np.ndarray, tuple[int, int]], bytes]:
+    """`render_black_on_white`, for tests that render their own files."""
+    return render_black_on_white
+
+
 @dataclass
 class Server:
     """A running `cnnedge serve` process."""
@@ -85,6 +91,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     url: str  # http://127.0.0.1:PORT
     log_file: Path
+    max_body_bytes: int = MAX_BODY_BYTES
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")

@@ -1,0 +1,156 @@
+"""The draw-a-digit page in a real headless Chromium (Debian's), driven by Playwright."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
+# Strokes in canvas fractions (x, y), one list per pen-down; shapes anyone would read as the digit.
+SHAPES = {
+    "1": [[(0.52, 0.15), (0.48, 0.85)]],
+    "7": [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]],
+    "4": [[(0.35, 0.15), (0.25, 0.55), (0.75, 0.55)], [(0.6, 0.3), (0.6, 0.85)]],
+}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).is_file(), (
+        f"{CHROMIUM} is missing; install Debian's chromium (apt-get install -y chromium), "
+        "as `make test` does"
+    )
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser: Any, server: Any) -> Iterator[Any]:
+    """A fresh page on the server, with every request it makes recorded in `page.seen_urls`."""
+    context = browser.new_context(viewport={"width": 1000, "height": 760})
+    pg = context.new_page()
+    pg.seen_urls = []
+    pg.on("request", lambda request: pg.seen_urls.append(request.url))
+    pg.goto(server.url + "/")
+    pg.wait_for_selector("body[data-ready='1']")
+    yield pg
+    context.close()
+
+
+def _draw(pg: Any, strokes: list[list[tuple[float, float]]]) -> None:
+    box = pg.locator("#pad").bounding_box()
+    for stroke in strokes:
+        x, y = stroke[0]
+        pg.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        pg.mouse.down()
+        for x, y in stroke[1:]:
+            pg.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=8)
+        pg.mouse.up()
+
+
+def _answer(pg: Any, n: int) -> dict[str, Any]:
+    """Wait for the page's n-th answer; read the label and the bar chart from the DOM."""
+    pg.wait_for_selector(f"body[data-answers='{n}']")
+    bars = pg.locator("#chart .bar")
+    chart = {
+        bars.nth(i).get_attribute("data-label"): float(
+            bars.nth(i).get_attribute("data-probability")
+        )
+        for i in range(bars.count())
+    }
+    return {
+        "label": pg.text_content("#label"),
+        "error": pg.text_content("#error") if pg.is_visible("#error") else "",
+        "chart": chart,
+        "top": pg.get_attribute("#chart .bar.top", "data-label"),
+        "seen": pg.get_attribute("#seen", "src") or "",
+    }
+
+
+def test_draw_digits_with_the_mouse(page: Any, server: Any) -> None:
+    for n, (digit, strokes) in enumerate(SHAPES.items(), start=1):
+        page.click("#clear")
+        _draw(page, strokes)
+        page.click("#classify")
+        answer = _answer(page, n)
+        assert not answer["error"], answer["error"]
+        assert answer["label"] == digit, f"drew a {digit}, the page says {answer['label']}"
+        chart = answer["chart"]
+        assert sorted(chart) == [str(i) for i in range(10)], f"bars {sorted(chart)}"
+        total = sum(chart.values())
+        assert abs(total - 1.0) < 1e-3, f"the ten bars sum to {total:.4f}"
+        assert answer["top"] == digit == max(chart, key=chart.__getitem__)
+        assert chart[digit] > 0.5, f"{digit} drawn clearly, probability only {chart[digit]:.2f}"
+        assert answer["seen"].startswith("data:image/png;base64,"), "the 28x28 input is shown"
+        if digit == "4":
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "page-drawn-4.png"), full_page=True)
+    # The page fetched only its own files: no request left the server.
+    foreign = [u for u in page.seen_urls if not u.startswith((server.url, "data:", "blob:"))]
+    assert not foreign, f"the page requested other sites: {foreign}"
+
+
+def test_upload_png_files(page: Any, digits: Any, tmp_path: Path) -> None:
+    # Two real test digits the model reads correctly when fed directly.
+    picks = [int(i) for i in np.flatnonzero(digits.direct == digits.y)[:2]]
+    files = []
+    for i in picks:
+        dest = tmp_path / f"digit-{i}.png"
+        shutil.copy(digits.folders[(300, 200)] / f"{i:05d}.png", dest)
+        files.append(dest)
+    page.set_input_files("#file", str(files[0]))
+    answer = _answer(page, 1)
+    assert answer["label"] == str(digits.y[picks[0]]), answer
+    page.set_input_files("#file", [str(f) for f in files])
+    answer = _answer(page, 2)
+    items = page.locator("#files li").all_text_contents()
+    assert [item.split(":")[0] for item in items] == [f.name for f in files], items
+    assert [item.split(": ")[1][0] for item in items] == [str(digits.y[i]) for i in picks]
+    page.set_input_files("#file", str(Path(__file__)))  # not an image: the error is shown
+    answer = _answer(page, 3)
+    assert "not an image" in answer["error"], answer["error"]
+
+
+def test_phone_layout(browser: Any, server: Any) -> None:
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, has_touch=True
+    )
+    pg = context.new_page()
+    pg.goto(server.url + "/")
+    pg.wait_for_selector("body[data-ready='1']")
+    for selector in ("#pad", "#classify", "#drop", "#chart"):
+        box = pg.locator(selector).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (
+            f"{selector} at {box} does not fit a 390-pixel-wide phone screen"
+        )
+    pad = pg.locator("#pad").bounding_box()
+    assert pad["width"] >= 250, f"the drawing pad is only {pad['width']:.0f}px wide on a phone"
+    _draw(pg, SHAPES["7"])
+    pg.click("#classify")
+    answer = _answer(pg, 1)
+    assert answer["label"] == "7", answer
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
+    context.close()
