@@ -274,6 +274,35 @@ def test_png_declaring_10_gigapixels_is_refused_before_decoding() -> None:
     assert elapsed < 0.5, f"refusing took {elapsed:.3f}s: it must not decode or allocate"
 
 
+def test_jpeg_declaring_3_6_gigapixels_is_refused() -> None:
+    data = bytearray(_encode(_l_image(), "JPEG"))
+    sof = data.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 60_000, 60_000)
+    with pytest.raises(ImageTooLargeError, match="60000x60000"):
+        preprocess_image(bytes(data), CONFIG)
+
+
+def test_large_photo_is_reduced_and_still_read() -> None:
+    # A 6-megapixel JPEG "photo": dark grey ink on grey paper, the glyph 25 times larger.
+    glyph = _l_image().resize((1000, 1500), Image.Resampling.NEAREST)
+    clean = Image.new("L", (3000, 2000), 255)
+    clean.paste(glyph, (300, 250))
+    photo = Image.new("L", (3000, 2000), 200)
+    photo.paste(glyph.point(lambda v: 40 if v < 128 else 200), (300, 250))
+    start = time.perf_counter()
+    out = preprocess_image(_encode(photo, "JPEG", quality=90), CONFIG)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 2.0, f"a 6-megapixel JPEG took {elapsed:.2f}s"
+    # Grey paper, JPEG and the reduced decode change nothing against the clean PNG...
+    _assert_close(out, preprocess_image(_encode(clean, "PNG"), CONFIG), 0.01, "photo vs clean")
+    # ...which is a proper MNIST frame: longer side 20, centre of mass in the middle.
+    top, left, bottom, right = bounding_box(out[..., 0], 0.1) or (0, 0, 0, 0)
+    # The 42x22 ink scales to 20x10.5: 10 or 11 columns depending on where the edges fall.
+    assert bottom - top == 20 and right - left in (10, 11), f"box {bottom - top}x{right - left}"
+    com = centre_of_mass(out[..., 0])
+    assert np.allclose(com, (14.0, 14.0), atol=0.5), f"centre of mass {com}"
+
+
 def test_pixel_limit_is_settable() -> None:
     data = _encode(_l_image())  # 40 x 60 = 2400 pixels
     with pytest.raises(ImageTooLargeError, match="2,400 pixels"):
