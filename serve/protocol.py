@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 MAX_JSON_DEPTH = 16  # a nested (N, H, W, C) tensor needs 5 levels inside the request's 3
-_JSON_TYPES = {"application/json", "application/octet-stream"}
+# curl -d and urllib label any POST body form-urlencoded unless told otherwise; Triton ignores the
+# type, so that default is read like a missing one.
+_JSON_TYPES = {"application/json", "application/octet-stream", "application/x-www-form-urlencoded"}
 
 
 class ProtocolError(Exception):

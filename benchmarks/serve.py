@@ -1,0 +1,192 @@
+"""Served throughput and latency vs in-process onnxruntime, measured in one run.
+
+    .venv/bin/python benchmarks/serve.py [--package models/seed] [--seconds 3]
+
+The server (`cnnedge serve`, default flags) and the load generator run on separate cores: the
+server process is pinned with `os.sched_setaffinity` to the first half of this process's cores
+(at least one), the load generator to the rest, and the in-process baseline runs on the server's
+cores with the same onnxruntime thread count. The load generator is an asyncio client that keeps
+C keep-alive connections busy with binary (Triton) requests of one image each.
+
+Goals (issue 4): served images/s at concurrency 32 >= 80% of in-process batch-32 images/s, and
+served p50 at concurrency 1 within 1 ms of in-process batch-1 latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+LEVELS = (1, 8, 32, 64)
+
+
+def _cores() -> tuple[set[int], set[int]]:
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("needs at least 2 cores to pin server and load generator apart")
+    half = max(1, len(cores) // 2)
+    return set(cores[:half]), set(cores[half:])
+
+
+def _in_process(package: str, threads: int, seconds: float) -> dict[str, float]:
+    from cnnedge.serve.runtime import load_model
+
+    model = load_model(package, threads=threads)
+    out: dict[str, float] = {}
+    for batch in (1, 32):
+        x = np.random.default_rng(0).random((batch, *model.input_shape), dtype=np.float32)
+        times = []
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            model.run(x)
+            times.append(time.perf_counter() - t)
+        out[f"b{batch}_p50_ms"] = float(np.percentile(times, 50) * 1e3)
+        out[f"b{batch}_ips"] = batch * len(times) / sum(times)
+    return out
+
+
+def _request(x: np.ndarray, model: str) -> bytes:
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": list(x.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    body = head + x.astype("<f4").tobytes()
+    return (
+        f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: bench\r\n"
+        f"Inference-Header-Content-Length: {len(head)}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def _one_connection(
+    host: str, port: int, request: bytes, stop_at: float, latencies: list[float]
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while time.perf_counter() < stop_at:
+            t = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"server answered {head.splitlines()[0]!r}")
+            latencies.append(time.perf_counter() - t)
+    finally:
+        writer.close()
+
+
+async def _load(host: str, port: int, request: bytes, conns: int, seconds: float) -> list[float]:
+    warm: list[float] = []
+    await asyncio.gather(
+        *(
+            _one_connection(host, port, request, time.perf_counter() + 0.5, warm)
+            for _ in range(conns)
+        )
+    )
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+    await asyncio.gather(
+        *(_one_connection(host, port, request, stop_at, latencies) for _ in range(conns))
+    )
+    return latencies
+
+
+def _start_server(package: str, cores: set[int], threads: int) -> tuple[subprocess.Popen, str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnnedge",
+        "serve",
+        package,
+        "--port",
+        "0",
+        "--threads",
+        str(threads),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # access log stays on (the default), discarded here
+        text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, cores),
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("listening on "):
+            return proc, line.split()[2].removeprefix("http://")
+    raise SystemExit(f"server did not start (exit {proc.wait()})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--package", default="models/seed")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per level")
+    args = parser.parse_args()
+    if not (Path(args.package) / "model.onnx").is_file():
+        raise SystemExit(
+            f"{args.package}/model.onnx is missing; run `cnnedge train` and `cnnedge export`"
+        )
+    server_cores, client_cores = _cores()
+    threads = len(server_cores)
+
+    os.sched_setaffinity(0, server_cores)  # this thread; onnxruntime's threads inherit it
+    base = _in_process(args.package, threads, args.seconds)
+    proc, hostport = _start_server(args.package, server_cores, threads)
+    os.sched_setaffinity(0, client_cores)
+    host, port = hostport.rsplit(":", 1)
+    from cnnedge.package import Package
+
+    name = Package.load(args.package).name
+    request = _request(np.random.default_rng(1).random((1, 28, 28, 1), dtype=np.float32), name)
+    rows = []
+    try:
+        for c in LEVELS:
+            lat = asyncio.run(_load(host, int(port), request, c, args.seconds))
+            rows.append((c, len(lat) / args.seconds, *np.percentile(lat, [50, 99]) * 1e3))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+    print(f"server cores {sorted(server_cores)} ({threads} onnxruntime threads), "
+          f"load generator cores {sorted(client_cores)}; {args.seconds:.0f} s per level, "
+          "binary requests of 1 image")  # fmt: skip
+    print(f"in-process: batch 1 p50 {base['b1_p50_ms']:.3f} ms ({base['b1_ips']:.0f} images/s), "
+          f"batch 32 {base['b32_ips']:.0f} images/s")  # fmt: skip
+    print(f"{'concurrency':>11} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs in-proc b32':>15}")
+    for c, ips, p50, p99 in rows:
+        print(f"{c:>11} {ips:>9.0f} {p50:>8.3f} {p99:>8.3f} {ips / base['b32_ips']:>14.0%}")
+    c32 = next(r for r in rows if r[0] == 32)
+    c1 = rows[0]
+    ratio = c32[1] / base["b32_ips"]
+    gap = c1[2] - base["b1_p50_ms"]
+    print(
+        f"c=32 throughput ratio {ratio:.2f} (goal >= 0.80: {'met' if ratio >= 0.8 else 'NOT met'})"
+    )
+    print(
+        f"c=1 p50 gap {gap:.3f} ms over in-process (goal <= 1 ms: {'met' if gap <= 1 else 'NOT met'})"
+    )
+
+
+if __name__ == "__main__":
+    main()
