@@ -5,8 +5,9 @@ Recipe (SPEC "Training recipe"): Adam(lr) on categorical cross-entropy with one-
 EarlyStopping(val_loss, patience, restore_best_weights), the learning-rate schedule (unchanged for
 10 epochs, then x0.9 per epoch) and class weights 0.5 for digits 1 and 7.
 
-Every epoch is backed up in `<out>/.backup/` (Keras BackupAndRestore plus the history so far);
-`resume=True` continues from the last finished epoch, and the folder is removed when the run ends.
+Every epoch is backed up in `<out>/.backup/` (Keras BackupAndRestore, the history so far and the
+best weights for EarlyStopping); `resume=True` continues from the last finished epoch with the
+same early-stopping state, and the folder is removed when the run ends.
 """
 
 from __future__ import annotations
@@ -149,7 +150,10 @@ def train(
 
     data = load_data(options.data, spec.input_shape, options.test_fraction, options.seed)
     if data.num_classes != spec.num_classes:
-        say(f"classes: the data has {data.num_classes}, the architecture said {spec.num_classes}")
+        say(
+            f"classes: the data has {data.num_classes}; the output layer is sized for them "
+            f"instead of the architecture's {spec.num_classes}"
+        )
         spec = spec.with_num_classes(data.num_classes)
         check_classifier(spec)
     steps = len(data.x_train) // options.batch_size
@@ -214,6 +218,12 @@ def _fit(
     import keras
 
     from cnnedge.train.augment import training_input
+    from cnnedge.train.callbacks import (
+        early_stopping_class,
+        history_log_class,
+        nan_guard_class,
+        progress_class,
+    )
     from cnnedge.train.model import build_model, compile_model
 
     model = compile_model(build_model(spec, seed=options.seed), options.lr)
@@ -224,11 +234,15 @@ def _fit(
     )
     if prior:
         say(f"resuming after epoch {len(prior)} of {options.epochs} from {backup}")
-    early = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=options.patience, restore_best_weights=True
+    early = early_stopping_class()(
+        prior,
+        backup / "best.weights.h5",
+        monitor="val_loss",
+        patience=options.patience,
+        restore_best_weights=True,
     )
-    nan_guard = _nan_guard_class()()
-    callbacks: list[Any] = [nan_guard, _progress_class()(options.epochs, say), early]
+    nan_guard = nan_guard_class()()
+    callbacks: list[Any] = [nan_guard, progress_class()(options.epochs, say), early]
     if options.schedule:
         base = options.lr
         callbacks.append(
@@ -238,7 +252,7 @@ def _fit(
         )
     # History first, then the weights: a kill between the two leaves history ahead, and
     # `_prepare_backup` trims it to the epoch the weights belong to.
-    history_log = _history_log_class()(backup / "history.json", prior)
+    history_log = history_log_class()(backup / "history.json", prior)
     callbacks.append(history_log)
     callbacks.append(keras.callbacks.BackupAndRestore(str(backup / "keras")))
     callbacks.extend(extra)
@@ -387,74 +401,3 @@ def _library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-# ------------------------------------------------------------------------------- callbacks
-
-
-def _nan_guard_class() -> type:
-    """TerminateOnNaN that remembers where the loss went non-finite instead of printing it."""
-    import keras
-
-    class NanGuard(keras.callbacks.TerminateOnNaN):
-        def __init__(self) -> None:
-            super().__init__(raise_error=False)
-            self.failure: tuple[int, int, float] | None = None
-            self._epoch = 0
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self._epoch = epoch
-
-        def on_batch_end(self, batch: int, logs: Any = None) -> None:
-            loss = (logs or {}).get("loss")
-            if loss is not None and not np.isfinite(loss) and self.failure is None:
-                self.failure = (self._epoch, batch, float(loss))
-                self.model.stop_training = True
-
-    return NanGuard
-
-
-def _progress_class() -> type:
-    """One line per finished epoch: losses, accuracies, learning rate and seconds."""
-    import keras
-
-    class Progress(keras.callbacks.Callback):
-        def __init__(self, epochs: int, say: Log) -> None:
-            super().__init__()
-            self._epochs, self._say, self._start = epochs, say, 0.0
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            logs = logs or {}
-            parts = [f"epoch {epoch + 1:>3}/{self._epochs}"]
-            for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-                if key in logs:
-                    parts.append(f"{key} {float(logs[key]):.4f}")
-            lr = logs.get("learning_rate")
-            if lr is not None:
-                parts.append(f"lr {float(lr):.3g}")
-            parts.append(f"{time.perf_counter() - self._start:.1f}s")
-            self._say("  ".join(parts))
-
-    return Progress
-
-
-def _history_log_class() -> type:
-    """Collects each epoch's logs and writes the run's history so far into the backup folder."""
-    import keras
-
-    from cnnedge.package import write_json_atomic
-
-    class HistoryLog(keras.callbacks.Callback):
-        def __init__(self, path: Path, prior: Sequence[Mapping[str, float]]) -> None:
-            super().__init__()
-            self._path, self._prior = path, list(prior)
-            self.epochs: list[dict[str, float]] = []
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            self.epochs.append({k: float(v) for k, v in (logs or {}).items()})
-            write_json_atomic(self._path, [*self._prior, *self.epochs])
-
-    return HistoryLog

@@ -180,6 +180,9 @@ def test_resume_continues_an_interrupted_run_to_the_full_epoch_count(small_npz, 
     assert len(result.history["loss"]) == 4, result.history
     assert result.history["loss"][:2] == [row["loss"] for row in first_two]
     assert result.metrics["epochs_run"] == 4 and result.metrics["resumed_from_epoch"] == 2
+    # EarlyStopping kept its state across the resume: the kept weights are the best of all 4.
+    best = int(np.argmin(result.history["val_loss"])) + 1
+    assert result.metrics["best_epoch"] == best, (result.metrics["best_epoch"], result.history)
     assert not backup.exists(), "the backup folder must go when the run completes"
     history = json.loads((out / "history.json").read_text())
     assert len(history["val_loss"]) == 4, history
@@ -267,8 +270,38 @@ def test_training_modules_do_not_import_tensorflow_at_import_time():
         "import sys\n"
         "import cnnedge.train.commands, cnnedge.train.trainer, cnnedge.train.augment\n"
         "import cnnedge.train.data, cnnedge.train.report, cnnedge.train.model\n"
+        "import cnnedge.train.callbacks\n"
         "heavy = sorted(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "", f"imported at module level: {done.stdout.strip()}"
+
+
+def test_early_stopping_state_survives_a_resume(tmp_path):
+    import keras
+
+    from cnnedge.train.callbacks import early_stopping_class
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    best_path = tmp_path / "best.weights.h5"
+    args = {"monitor": "val_loss", "patience": 2, "restore_best_weights": True}
+    first = early_stopping_class()([], best_path, **args)
+    first.set_model(model)
+    first.on_train_begin()
+    first.on_epoch_end(0, {"val_loss": 0.1})  # the best epoch: its weights are saved
+    best_weights = [w.copy() for w in model.get_weights()]
+    model.set_weights([w + 1.0 for w in best_weights])
+    first.on_epoch_end(1, {"val_loss": 0.5})  # worse; then the run is killed
+
+    latest = [w + 2.0 for w in best_weights]
+    second = early_stopping_class()([{"val_loss": 0.1}, {"val_loss": 0.5}], best_path, **args)
+    second.set_model(model)
+    second.on_train_begin()
+    model.set_weights(latest)  # what BackupAndRestore does next
+    assert (second.best, second.best_epoch, second.wait) == (0.1, 0, 1), vars(second)
+    second.on_epoch_end(2, {"val_loss": 0.6})  # the second epoch without improvement
+    assert model.stop_training, "patience 2 is spent after epochs 2 and 3"
+    second.on_train_end()
+    for got, want in zip(model.get_weights(), best_weights, strict=True):
+        assert np.array_equal(got, want), f"restored weights differ by {np.abs(got - want).max()}"
