@@ -122,6 +122,7 @@ def _routes() -> list[Route]:
         Route("/v2/health/ready", _ready, methods=["GET"]),
         Route("/v2", _server_metadata, methods=["GET"]),
         Route("/v2/models", _list_models, methods=["GET"]),
+        Route("/v2/models/stats", _stats, methods=["GET"]),  # before {model} would take "stats"
         Route(model, _model_metadata, methods=["GET"]),
         Route(version, _model_metadata, methods=["GET"]),
         Route(model + "/ready", _model_ready, methods=["GET"]),
@@ -132,7 +133,6 @@ def _routes() -> list[Route]:
         Route(version + "/config", _config, methods=["GET"]),
         Route(model + "/stats", _stats, methods=["GET"]),
         Route(version + "/stats", _stats, methods=["GET"]),
-        Route("/v2/models/stats", _stats, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
         Route("/openapi.json", _openapi, methods=["GET"]),
     ]

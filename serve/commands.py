@@ -41,7 +41,7 @@ def serve(
     threads: int = typer.Option(
         None,
         "--threads",
-        help="onnxruntime intra-op threads; default: usable cores, at most 8.",
+        help="onnxruntime intra-op threads; default: usable cores minus one (for the event loop), 1 to 8.",
         show_default=False,
     ),
     api_key: str = typer.Option(

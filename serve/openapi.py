@@ -119,7 +119,7 @@ def openapi_schema(model_names: list[str], version: str) -> dict[str, Any]:
     Returns:
         The OpenAPI 3.0.3 document as a dict.
     """
-    model_param = {
+    model_param: dict[str, Any] = {
         "name": "model",
         "in": "path",
         "required": True,
@@ -131,7 +131,7 @@ def openapi_schema(model_names: list[str], version: str) -> dict[str, Any]:
         "required": True,
         "schema": {"type": "string"},
     }
-    infer = {
+    infer: dict[str, Any] = {
         "post": {
             "summary": "Run inference (JSON tensors, or Triton binary tensors with the "
             "Inference-Header-Content-Length header).",
@@ -171,7 +171,12 @@ def openapi_schema(model_names: list[str], version: str) -> dict[str, Any]:
             }
         },
     }
-    for base, params in ((m, [model_param]), (v, [model_param, version_param])):
+    routes: list[tuple[str, list[dict[str, Any]]]] = [
+        (m, [model_param]),
+        (v, [model_param, version_param]),
+    ]
+    paths["/v2/models/stats"] = _get("Triton inference statistics of every model")
+    for base, params in routes:
         paths[base] = _get("Model metadata", _ref("ModelMetadata"), parameters=params)
         paths[base + "/ready"] = _get("Model readiness", parameters=params)
         paths[base + "/config"] = _get("Triton model configuration", parameters=params)

@@ -221,7 +221,8 @@ def _parse_input(
                 f"input {spec.name!r} declares {size} binary bytes but the body has "
                 f"{len(binary)} after the JSON header"
             )
-        x = np.frombuffer(binary[:size], dtype="<f4").reshape(shape)  # (N, H, W, C)
+        # A copy: the body's float32s start at any byte offset; onnxruntime wants aligned data.
+        x = np.frombuffer(binary[:size], dtype="<f4").reshape(shape).copy()  # (N, H, W, C)
         used = size
     else:
         if "data" not in tensor:

@@ -19,14 +19,21 @@ from cnnedge.package import Package
 VARIANTS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 
 
-def default_threads() -> int:
-    """onnxruntime intra-op threads: the cores this process may run on (its affinity), at most 8."""
+def default_threads(reserve: int = 0) -> int:
+    """onnxruntime intra-op threads: the cores this process may use, minus `reserve`, 1 to 8.
+
+    Args:
+        reserve: cores to leave free (the server keeps one for its event loop).
+
+    Returns:
+        The thread count.
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     # Past ~8 threads a small CNN spends more time synchronising than computing.
-    return max(1, min(cores, 8))
+    return max(1, min(cores - reserve, 8))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -23,7 +23,7 @@ import uvicorn
 from cnnedge.errors import UsageError
 from cnnedge.serve.app import DEFAULT_MAX_BODY_BYTES, AppConfig, configure_logging, create_app
 from cnnedge.serve.batcher import BatchConfig
-from cnnedge.serve.runtime import OnnxModel, load_model
+from cnnedge.serve.runtime import OnnxModel, default_threads, load_model
 
 _CONFIG_ENV = "CNNEDGE_SERVE_OPTIONS"  # hands the options to worker processes (--workers > 1)
 GRACEFUL_SHUTDOWN_S = 30
@@ -99,6 +99,11 @@ def serve(options: ServeOptions) -> int:
         The process exit code (0 after a graceful shutdown).
     """
     options.check()
+    if options.threads is None:
+        # One core stays with the event loop (parsing, batching, responses); with several
+        # workers each has its own onnxruntime pool, so they share the cores.
+        threads = max(1, default_threads(reserve=1) // options.workers)
+        options = replace(options, threads=threads)
     configure_logging()
     models = load_models(options)  # before binding: a broken package never looks ready
     if options.workers > 1:

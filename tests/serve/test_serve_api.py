@@ -144,6 +144,8 @@ def test_stats_and_metrics_count_requests(server, client, digits) -> None:  # ty
     stats = client.get_inference_statistics("seed")["model_stats"][0]
     assert stats["inference_count"] >= 1 and stats["execution_count"] >= 1
     assert stats["inference_stats"]["success"]["count"] >= 1
+    every = httpx.get(server.url + "/v2/models/stats").json()["model_stats"]
+    assert [m["name"] for m in every] == ["seed"]
     text = httpx.get(server.url + "/metrics").text
     for name in (
         "cnnedge_requests_total",

@@ -131,3 +131,66 @@ def test_server_survives_the_errors(http: httpx.Client) -> None:
     assert http.get("/v2/health/ready").status_code == 200
     text = http.get("/metrics").text
     assert 'code="500"' not in text, "some request ended in a 500"
+
+
+def test_random_mutations_never_cause_a_500(http: httpx.Client) -> None:
+    """A seeded fuzz: valid requests with one field replaced, truncated or corrupted."""
+    rng = np.random.default_rng(1234)
+    junk: list[object] = [
+        None,
+        -1,
+        0,
+        2**64,
+        1.5,
+        True,
+        "x",
+        "",
+        [],
+        {},
+        [[[]]],
+        {"a": [1]},
+        [-1] * 4,
+    ]
+    base = {
+        "id": "fuzz",
+        "inputs": [
+            {"name": "input", "shape": [1, 28, 28, 1], "datatype": "FP32", "data": [0.1] * 784}
+        ],
+        "outputs": [{"name": "probabilities", "parameters": {"classification": 2}}],
+        "parameters": {"binary_data_output": False},
+    }
+    paths = [("id",), ("inputs",), ("inputs", 0), ("inputs", 0, "name"), ("inputs", 0, "shape"),
+             ("inputs", 0, "shape", 0), ("inputs", 0, "shape", 3), ("inputs", 0, "datatype"),
+             ("inputs", 0, "data"), ("inputs", 0, "data", 5), ("inputs", 0, "parameters"),
+             ("outputs",), ("outputs", 0, "name"), ("outputs", 0, "parameters", "classification"),
+             ("parameters",), ("parameters", "binary_data_output")]  # fmt: skip
+    seen: dict[int, int] = {}
+    for i in range(150):
+        doc = json.loads(json.dumps(base))
+        kind = i % 3
+        if kind == 0:  # replace one field with junk
+            path = paths[int(rng.integers(len(paths)))]
+            target = doc
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = junk[int(rng.integers(len(junk)))]
+            body = json.dumps(doc).encode()
+        else:
+            body = bytearray(json.dumps(doc).encode())
+            if kind == 1:  # truncate
+                body = body[: int(rng.integers(len(body)))]
+            else:  # corrupt a few bytes
+                for pos in rng.integers(len(body), size=3):
+                    body[int(pos)] = int(rng.integers(256))
+            body = bytes(body)
+        headers = {}
+        if rng.random() < 0.2:
+            headers["Inference-Header-Content-Length"] = str(int(rng.integers(-5, len(body) + 5)))
+        r = http.post(INFER, content=body, headers=headers)
+        seen[r.status_code] = seen.get(r.status_code, 0) + 1
+        assert r.status_code in (200, 400, 415), (
+            f"{r.status_code} for {body[:200]!r}: {r.text[:200]}"
+        )
+        if r.status_code != 200:
+            assert set(r.json()) == {"error"}, r.text[:200]
+    assert seen.get(400, 0) > 50, seen
