@@ -35,8 +35,9 @@ def weakest(per_class: Mapping[str, float | None], count: int = 3) -> list[tuple
 
 def plot_curves(history: Mapping[str, Sequence[float]], target: Path) -> None:
     """Write `curves.png`: loss and accuracy per epoch, train and validation, atomically."""
-    figure = _figure(1, 2, (10, 4))
-    fig, axes = figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _figure(1, 2, (10, 4))
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
         for prefix, style in (("", "-o"), ("val_", "-s")):
@@ -47,6 +48,7 @@ def plot_curves(history: Mapping[str, Sequence[float]], target: Path) -> None:
                 )
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     _save(fig, target)
