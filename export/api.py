@@ -85,17 +85,17 @@ def export_package(
     pkg = Package.load(root)
     plan = plan_shapes(pkg.metadata, input_shape)  # before anything heavy is imported
     inputs = _prepare(pkg, plan, calibration_images, calibration_size)
-    results, records = [], {}
+    results: list[ExportResult] = []
+    records: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         created = _missing_dirs(root, fmts, pkg.name)
         stack.callback(_remove_empty, created)  # runs last; after success they hold files
         float_onnx: Path | None = None
         for fmt in fmts:
             start = time.perf_counter()
-            staged = _stage(stack, root, fmt, pkg, inputs, opset, float_onnx)
+            staged, verification = _stage(stack, root, fmt, pkg, inputs, opset, float_onnx)
             if fmt.name == "onnx":
-                float_onnx = staged["model.onnx"][0]
-            verification = staged.pop("__verification__")[1]
+                float_onnx = staged[fmt.filename][0]
             require_passed(fmt, verification)
             size = 0
             for rel, (tmp, extra) in staged.items():
@@ -168,63 +168,99 @@ def _stage(
     inputs: _Inputs,
     opset: int,
     float_onnx: Path | None,
-) -> dict[str, Any]:
-    """Write one format's files to staged temporaries and verify them.
+) -> tuple[dict[str, tuple[Path, dict[str, Any]]], Verification]:
+    """Write one format's files to staged temporaries beside their targets and verify them.
 
     Returns:
-        {relative path: (temp path, extra record fields)}, plus "__verification__".
+        ({relative path: (temp path, record fields)}, the verification).
     """
-    from cnnedge.export import onnx_export, tflite_export
-    from cnnedge.export.runners import TFLiteRunner, open_runner
+    from cnnedge.export.runners import open_runner
 
-    shape = inputs.plan.export_shape
-    common = {"format": fmt.name, "input_shape": list(shape)}
-    staged: dict[str, Any] = {}
-    if fmt.name in ("onnx-int8", "triton") and float_onnx is None:
-        float_onnx = _scratch_onnx(stack, inputs, opset)
+    common = {"format": fmt.name, "input_shape": list(inputs.plan.export_shape)}
     if fmt.name == "onnx":
-        tmp = stack.enter_context(atomic_path(root / fmt.filename))
-        proto = onnx_export.keras_to_onnx(inputs.model, shape, opset)
-        onnx_export.save_onnx(proto, tmp)
-        staged[fmt.filename] = (tmp, {**common, "opset": opset})
-        check = tmp
-    elif fmt.name == "onnx-int8":
-        tmp = stack.enter_context(atomic_path(root / fmt.filename))
-        assert float_onnx is not None  # set above; narrows the type
-        onnx_export.quantize_onnx_int8(float_onnx, tmp, inputs.calibration)
-        extra = {"opset": opset, "quantisation": "static QDQ int8, per-channel weights"}
-        extra["calibration_images"] = len(inputs.calibration)
-        staged[fmt.filename] = (tmp, {**common, **extra})
-        check = tmp
-    elif fmt.name == "triton":
-        assert float_onnx is not None
-        name = triton_model_name(pkg.name)
-        base = root / fmt.filename / name
-        config = onnx_export.triton_config(name, shape, len(pkg.labels), TRITON_MAX_BATCH)
-        texts = {"config.pbtxt": config, "labels.txt": "\n".join(pkg.labels) + "\n"}
-        for filename, text in texts.items():
-            tmp = stack.enter_context(atomic_path(base / filename))
-            tmp.write_text(text, "utf-8")
-            staged[f"{fmt.filename}/{name}/{filename}"] = (tmp, common)
-        tmp = stack.enter_context(atomic_path(base / "1" / "model.onnx"))
-        tmp.write_bytes(float_onnx.read_bytes())
-        staged[f"{fmt.filename}/{name}/1/model.onnx"] = (tmp, {**common, "opset": opset})
-        check = tmp
+        staged, check = _stage_onnx(stack, root / fmt.filename, inputs, opset)
+    elif fmt.name in ("onnx-int8", "triton"):
+        source = float_onnx or _scratch_onnx(stack, inputs, opset)
+        if fmt.name == "onnx-int8":
+            staged, check = _stage_onnx_int8(stack, root / fmt.filename, inputs, source)
+        else:
+            staged, check = _stage_triton(stack, root, pkg, inputs, source)
+        for extra in staged.values():
+            extra[1]["opset"] = opset
     else:
-        mode = {"tflite": "float32", "tflite-fp16": "float16", "tflite-int8": "int8"}[fmt.name]
-        tmp = stack.enter_context(atomic_path(root / fmt.filename))
-        tmp.write_bytes(tflite_export.keras_to_tflite(inputs.model, mode, inputs.calibration))
-        extra: dict[str, Any] = {"mode": mode, **TFLiteRunner(tmp).quantization()}
-        if mode == "int8":
-            extra["calibration_images"] = len(inputs.calibration)
-        staged[fmt.filename] = (tmp, {**common, **extra})
-        check = tmp
+        staged, check = _stage_tflite(stack, root / fmt.filename, fmt, inputs)
     probs = open_runner(fmt.runtime, check).predict(inputs.x_test)
     verification = measure(fmt, inputs.reference, probs, inputs.y_test)
-    for rel, (tmp, extra) in list(staged.items()):
-        staged[rel] = (tmp, {**extra, "verification": verification.to_dict()})
-    staged["__verification__"] = (None, verification)
-    return staged
+    records = {
+        str(rel): (tmp, {**common, **extra, "verification": verification.to_dict()})
+        for rel, (tmp, extra) in staged.items()
+    }
+    return records, verification
+
+
+_Staged = tuple[dict[str, tuple[Path, dict[str, Any]]], Path]
+
+
+def _stage_onnx(stack: contextlib.ExitStack, target: Path, inputs: _Inputs, opset: int) -> _Staged:
+    from cnnedge.export import onnx_export
+
+    tmp = stack.enter_context(atomic_path(target))
+    proto = onnx_export.keras_to_onnx(inputs.model, inputs.plan.export_shape, opset)
+    onnx_export.save_onnx(proto, tmp)
+    return {target.name: (tmp, {"opset": opset})}, tmp
+
+
+def _stage_onnx_int8(
+    stack: contextlib.ExitStack, target: Path, inputs: _Inputs, float_onnx: Path
+) -> _Staged:
+    from cnnedge.export import onnx_export
+
+    tmp = stack.enter_context(atomic_path(target))
+    onnx_export.quantize_onnx_int8(float_onnx, tmp, inputs.calibration)
+    extra = {
+        "quantisation": "static QDQ int8, per-channel weights, MinMax calibration",
+        "calibration_images": len(inputs.calibration),
+    }
+    return {target.name: (tmp, extra)}, tmp
+
+
+def _stage_triton(
+    stack: contextlib.ExitStack, root: Path, pkg: Package, inputs: _Inputs, float_onnx: Path
+) -> _Staged:
+    """config.pbtxt, labels.txt and 1/model.onnx (the float model's bytes) of a Triton model."""
+    from cnnedge.export import onnx_export
+
+    name = triton_model_name(pkg.name)
+    shape = inputs.plan.export_shape
+    texts = {
+        "config.pbtxt": onnx_export.triton_config(name, shape, len(pkg.labels), TRITON_MAX_BATCH),
+        "labels.txt": "\n".join(pkg.labels) + "\n",
+        "1/model.onnx": None,
+    }
+    staged: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for rel, text in texts.items():
+        tmp = stack.enter_context(atomic_path(root / "triton" / name / rel))
+        if text is None:
+            tmp.write_bytes(float_onnx.read_bytes())
+        else:
+            tmp.write_text(text, "utf-8")
+        staged[f"triton/{name}/{rel}"] = (tmp, {})
+    return staged, tmp
+
+
+def _stage_tflite(
+    stack: contextlib.ExitStack, target: Path, fmt: ExportFormat, inputs: _Inputs
+) -> _Staged:
+    from cnnedge.export import tflite_export
+    from cnnedge.export.runners import TFLiteRunner
+
+    mode = {"tflite": "float32", "tflite-fp16": "float16", "tflite-int8": "int8"}[fmt.name]
+    tmp = stack.enter_context(atomic_path(target))
+    tmp.write_bytes(tflite_export.keras_to_tflite(inputs.model, mode, inputs.calibration))
+    extra: dict[str, Any] = {"mode": mode, **TFLiteRunner(tmp).quantization()}
+    if mode == "int8":
+        extra["calibration_images"] = len(inputs.calibration)
+    return {target.name: (tmp, extra)}, tmp
 
 
 def _scratch_onnx(stack: contextlib.ExitStack, inputs: _Inputs, opset: int) -> Path:

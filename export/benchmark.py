@@ -102,9 +102,19 @@ def benchmark_package(
     keras_path = pkg.require("model.keras")
     model = keras.models.load_model(keras_path, safe_mode=True)
     keras_runner = KerasRunner(model, pkg.input_shape)
-    reference = keras_runner.predict(x, batch_size)
-    rows = [_measure("keras", "model.keras", keras_runner, keras_path, x, y, reference,
-                     batch_size, latency_images, runs)]  # fmt: skip
+    keras_row, reference = _measure(
+        "keras",
+        "model.keras",
+        keras_runner,
+        keras_path,
+        x,
+        y,
+        None,
+        batch_size,
+        latency_images,
+        runs,
+    )
+    rows = [keras_row]
     for fmt in FORMATS:
         rel = _artifact(fmt.name, fmt.filename, pkg)
         if rel is None:
@@ -118,7 +128,7 @@ def benchmark_package(
                 if fmt.runtime == "onnxruntime"
                 else TFLiteRunner(path, cores)
             )
-            row = _measure(
+            row, _ = _measure(
                 fmt.name, rel, runner, path, xs, y, reference, batch_size, latency_images, runs
             )
         except Exception as exc:  # one broken file must not hide the others' rows
@@ -145,17 +155,22 @@ def _measure(
     path: Path,
     x: np.ndarray,
     y: np.ndarray,
-    reference: np.ndarray,
+    reference: np.ndarray | None,
     batch_size: int,
     latency_images: int,
     runs: int,
-) -> BenchRow:
-    probs = runner.predict(x, batch_size)  # also the warm-up for this batch size
-    best = float("inf")
+) -> tuple[BenchRow, np.ndarray]:
+    """Time one runner; returns its row and its probabilities on `x` (N, K)."""
+    runner.predict(x[: 2 * batch_size], batch_size)  # warm-up: allocation, graph tracing
+    probs, best = None, float("inf")
     for _ in range(runs):
         start = time.perf_counter()
-        runner.predict(x, batch_size)
+        out = runner.predict(x, batch_size)
         best = min(best, time.perf_counter() - start)
+        probs = out if probs is None else probs
+    assert probs is not None  # runs >= 1 is checked by the caller
+    if reference is None:  # the Keras row is its own reference
+        reference = probs
     singles = x[:latency_images]
     runner.predict(singles[:5], 1)  # warm-up at batch 1 (TFLite re-allocates on resize)
     times = []
@@ -163,7 +178,7 @@ def _measure(
         start = time.perf_counter()
         runner.predict(singles[i : i + 1], 1)
         times.append(time.perf_counter() - start)
-    return BenchRow(
+    row = BenchRow(
         format=name,
         file=rel,
         status="ok",
@@ -174,6 +189,7 @@ def _measure(
         ms_per_image_batch1=statistics.median(times) * 1000,
         images_per_s=len(x) / best,
     )
+    return row, probs
 
 
 def _resize(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -186,6 +202,26 @@ def _machine() -> str:
     return (
         f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} cores"
     )
+
+
+def int8_vs_float(report: BenchReport) -> tuple[float, float, float] | None:
+    """(throughput ratio, size ratio, accuracy change in points) of int8 vs float ONNX, if both ran."""
+    ok = {r.format: r for r in report.rows if r.status == "ok"}
+    f32, i8 = ok.get("onnx"), ok.get("onnx-int8")
+    if f32 is None or i8 is None:
+        return None
+    figures = (
+        f32.images_per_s,
+        i8.images_per_s,
+        f32.size_kb,
+        i8.size_kb,
+        f32.accuracy,
+        i8.accuracy,
+    )
+    if any(v is None for v in figures):
+        return None
+    f32_ips, i8_ips, f32_kb, i8_kb, f32_acc, i8_acc = (float(v or 0.0) for v in figures)
+    return i8_ips / f32_ips, f32_kb / i8_kb, (i8_acc - f32_acc) * 100
 
 
 def format_report(report: BenchReport) -> str:
@@ -212,13 +248,12 @@ def format_report(report: BenchReport) -> str:
             f"{r.top1_agreement:>14.2%} {r.max_abs_diff:>9.2g} {r.ms_per_image_batch1:>10.3f} "
             f"{r.images_per_s:>10,.0f}"
         )
-    ok = {r.format: r for r in report.rows if r.status == "ok"}
-    if "onnx" in ok and "onnx-int8" in ok:
-        f32, i8 = ok["onnx"], ok["onnx-int8"]
+    ratio = int8_vs_float(report)
+    if ratio is not None:
+        speed, smaller, points = ratio
         lines.append(
-            f"onnx-int8 vs onnx: {i8.images_per_s / f32.images_per_s:.2f}x images/s at batch {b}, "
-            f"{f32.size_kb / i8.size_kb:.1f}x smaller, "
-            f"accuracy {(i8.accuracy - f32.accuracy) * 100:+.2f} points"
+            f"onnx-int8 vs onnx: {speed:.2f}x images/s at batch {b}, {smaller:.1f}x smaller, "
+            f"accuracy {points:+.2f} points"
         )
     lines.append(f"{report.images} test images, {report.threads} threads, {report.machine}")
     return "\n".join(lines)

@@ -85,10 +85,19 @@ def benchmark(
     batch_size: int = typer.Option(32, "--batch", min=1, help="Batch size for images/s."),
     runs: int = typer.Option(3, "--runs", min=1, help="Throughput passes; the fastest counts."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads; 0 means all cores."),
+    latency_images: int = typer.Option(
+        100, "--latency-images", min=1, help="Single images timed for ms/img at batch 1."
+    ),
 ) -> None:
     """Time Keras and every exported format in the package; also writes benchmark.json."""
     from cnnedge.export.benchmark import BENCHMARK_FILE, benchmark_package, format_report
 
-    report = benchmark_package(model_dir, batch_size=batch_size, runs=runs, threads=threads)
+    report = benchmark_package(
+        model_dir,
+        batch_size=batch_size,
+        latency_images=latency_images,
+        runs=runs,
+        threads=threads,
+    )
     typer.echo(format_report(report))
     typer.echo(f"wrote {model_dir / BENCHMARK_FILE}")

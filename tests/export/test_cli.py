@@ -67,7 +67,9 @@ def test_commands_are_registered_and_light():
 def test_benchmark_table_and_json(exported_package, tmp_path):
     root = tmp_path / "seed"
     shutil.copytree(exported_package, root)
-    result = CliRunner().invoke(build_app(), ["benchmark", str(root), "--runs", "1"])
+    result = CliRunner().invoke(
+        build_app(), ["benchmark", str(root), "--runs", "1", "--latency-images", "10"]
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split()[:3] == ["format", "file", "status"], lines[0]

@@ -53,6 +53,7 @@ def test_metadata_records_hashes_and_figures(exported_package):
             assert isinstance(ver[key], float), (key, ver)
     assert pkg.files["model.onnx"]["verification"]["max_abs_diff"] <= 1e-4
     int8 = pkg.files["model.int8.onnx"]
+    assert int8["calibration_images"] == 300, int8
     assert int8["size"] < pkg.files["model.onnx"]["size"] / 3, (
         int8["size"],
         pkg.files["model.onnx"]["size"],
