@@ -112,6 +112,14 @@ async def _load(host: str, port: int, request: bytes, conns: int, seconds: float
     return latencies
 
 
+def _stats(hostport: str, model: str) -> tuple[int, int]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{hostport}/v2/models/{model}/stats") as r:
+        stats = json.load(r)["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])  # images, batches
+
+
 def _start_server(package: str, cores: set[int], threads: int) -> tuple[subprocess.Popen, str]:
     cmd = [
         sys.executable,
@@ -162,8 +170,14 @@ def main() -> None:
     rows = []
     try:
         for c in LEVELS:
+            before = _stats(hostport, name)
             lat = asyncio.run(_load(host, int(port), request, c, args.seconds))
-            rows.append((c, len(lat) / args.seconds, *np.percentile(lat, [50, 99]) * 1e3))
+            after = _stats(hostport, name)
+            images = after[0] - before[0]
+            mean_batch = images / max(1, after[1] - before[1])
+            rows.append(
+                (c, len(lat) / args.seconds, *np.percentile(lat, [50, 99]) * 1e3, mean_batch)
+            )
     finally:
         proc.terminate()
         proc.wait(30)
@@ -173,9 +187,11 @@ def main() -> None:
           "binary requests of 1 image")  # fmt: skip
     print(f"in-process: batch 1 p50 {base['b1_p50_ms']:.3f} ms ({base['b1_ips']:.0f} images/s), "
           f"batch 32 {base['b32_ips']:.0f} images/s")  # fmt: skip
-    print(f"{'concurrency':>11} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs in-proc b32':>15}")
-    for c, ips, p50, p99 in rows:
-        print(f"{c:>11} {ips:>9.0f} {p50:>8.3f} {p99:>8.3f} {ips / base['b32_ips']:>14.0%}")
+    print(f"{'concurrency':>11} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>10} "
+          f"{'vs in-proc b32':>15}")  # fmt: skip
+    for c, ips, p50, p99, batch in rows:
+        print(f"{c:>11} {ips:>9.0f} {p50:>8.3f} {p99:>8.3f} {batch:>10.1f} "
+              f"{ips / base['b32_ips']:>14.0%}")  # fmt: skip
     c32 = next(r for r in rows if r[0] == 32)
     c1 = rows[0]
     ratio = c32[1] / base["b32_ips"]

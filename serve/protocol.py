@@ -95,7 +95,9 @@ def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     Returns:
         The parsed value.
     """
-    depth = json_depth(raw)
+    # Fewer brackets than the limit cannot nest past it: skip the scan (most headers).
+    brackets = raw.count(b"[") + raw.count(b"{")
+    depth = json_depth(raw) if brackets > max_depth else 0
     if depth > max_depth:
         raise ProtocolError(
             f"JSON nests {depth} levels deep; at most {max_depth} are allowed (a nested tensor "

@@ -45,7 +45,9 @@ def _probs(r: httpx.Response, n: int) -> np.ndarray:
     return np.frombuffer(r.content[size:], dtype="<f4").reshape(n, -1)
 
 
-def test_start_up_failures_exit_1_with_a_message(exported_package: Path, tmp_path: Path) -> None:
+def test_start_up_failures_exit_1_and_bad_flags_exit_2(
+    exported_package: Path, tmp_path: Path
+) -> None:
     broken = {}
     for case in ("hash", "missing", "shape"):
         pkg = tmp_path / case / "seed"
@@ -68,16 +70,23 @@ def test_start_up_failures_exit_1_with_a_message(exported_package: Path, tmp_pat
         "nothing": subprocess.Popen(
             [*cli, str(tmp_path / "absent")], stderr=subprocess.PIPE, text=True
         ),
+        "usage": subprocess.Popen(
+            [*cli, str(exported_package), "--max-batch-size", "0"],
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
     }
     expected = {
         "hash": "model.onnx has sha256",
         "missing": "model.int8.onnx is missing (variant int8)",
         "shape": "metadata.json says (N, 20, 20, 1) float32",
         "nothing": "is not a model package: metadata.json is missing",
+        "usage": "--max-batch-size 0 must be >= 1",
     }
     for case, proc in procs.items():
         _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 1, f"{case}: exit {proc.returncode}, stderr {err!r}"
+        code = 2 if case == "usage" else 1
+        assert proc.returncode == code, f"{case}: exit {proc.returncode}, stderr {err!r}"
         assert err.startswith("error: ") and expected[case] in err, f"{case}: {err!r}"
         assert "Traceback" not in err
 
