@@ -121,7 +121,14 @@ def _prepare(
     from cnnedge.train.data import load_from_metadata
 
     model_path = pkg.require("model.keras")
-    model = keras.models.load_model(model_path, safe_mode=True)
+    try:
+        # safe_mode refuses lambda layers and other pickled code inside the archive.
+        model = keras.models.load_model(model_path, safe_mode=True)
+    except Exception as exc:
+        raise PackageError(
+            f"{model_path} cannot be loaded with safe_mode=True ({type(exc).__name__}: "
+            f"{str(exc)[:300]}); re-run `cnnedge train` to write a plain Keras model"
+        ) from None
     model_shape = tuple(int(d) for d in model.input_shape[1:])
     if model_shape != plan.trained_shape:
         raise PackageError(

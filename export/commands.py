@@ -54,6 +54,12 @@ def export(
         f"shape check: input {'x'.join(map(str, plan.export_shape))} survives all "
         f"{len(plan.rows)} layers of {plan.spec.name} (smallest square input {side}x{side})"
     )
+    if plan.reshaped:
+        typer.echo(
+            f"note: the trained weights fit {'x'.join(map(str, plan.export_shape))} too; the files "
+            "record their own input_shape, metadata.json keeps the trained "
+            f"{'x'.join(map(str, plan.trained_shape))}"
+        )
     typer.echo(f"exporting {', '.join(f.name for f in fmts)} from {model_dir} ...")
 
     from cnnedge.export.api import export_package

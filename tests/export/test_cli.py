@@ -100,3 +100,16 @@ def test_benchmark_reports_a_tampered_file_as_failed(exported_package, tmp_path)
     assert report.row("onnx").status == "ok"
     status = report.row("onnx-int8").status
     assert status.startswith("FAIL: PackageError") and "sha256" in status, status
+
+
+@pytest.mark.slow
+def test_unloadable_model_is_a_package_error(package_copy):
+    from cnnedge.package import file_record, update_metadata
+
+    (package_copy / "model.keras").write_bytes(b"not a zip archive")
+    record = file_record(package_copy / "model.keras")
+    update_metadata(package_copy, lambda meta: meta["files"].update({"model.keras": record}))
+    result = CliRunner().invoke(build_app(), ["export", str(package_copy), "--format", "onnx"])
+    assert result.exit_code == 1, result.output
+    assert "cannot be loaded with safe_mode=True" in result.output, result.output
+    assert not (package_copy / "model.onnx").exists()
