@@ -108,7 +108,11 @@ def early_stopping_class() -> type:
             self.best, self.best_epoch = values[best], best
             self.wait = len(values) - 1 - best
             if self.restore_best_weights and self._best_path.is_file():
-                # Runs before BackupAndRestore, which then loads the latest weights.
+                # Runs before BackupAndRestore, which then loads the latest weights. Build the
+                # optimizer first (as BackupAndRestore does) so its saved state has a home.
+                optimizer = getattr(self.model, "optimizer", None)
+                if optimizer is not None and not optimizer.built:
+                    optimizer.build(self.model.trainable_variables)
                 self.model.load_weights(self._best_path)
                 self.best_weights = self.model.get_weights()
 

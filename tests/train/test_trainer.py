@@ -139,6 +139,7 @@ def _recorder(seen: dict):
     class Recorder(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             seen["start_weights"] = [w.copy() for w in self.model.get_weights()]
+            seen["iterations"] = int(self.model.optimizer.iterations.numpy())
             seen["epochs"] = []
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -176,6 +177,8 @@ def test_resume_continues_an_interrupted_run_to_the_full_epoch_count(small_npz, 
     assert seen["epochs"] == [2, 3], f"the resumed run ran epochs {seen['epochs']}, expected [2, 3]"
     for a, b in zip(seen["start_weights"], saved["weights"], strict=True):
         assert np.array_equal(a, b), f"restored weights differ by {np.max(np.abs(a - b))}"
+    # Adam's state came back too: its step counter stands at 2 epochs of 400 // 32 steps.
+    assert seen["iterations"] == 2 * (400 // 32), seen["iterations"]
     assert any("resuming after epoch 2 of 4" in line for line in lines), lines
     assert len(result.history["loss"]) == 4, result.history
     assert result.history["loss"][:2] == [row["loss"] for row in first_two]
