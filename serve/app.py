@@ -95,7 +95,7 @@ def create_app(models: Sequence[OnnxModel], config: AppConfig | None = None) -> 
             await s.stop()
 
     app = Starlette(
-        routes=[*images.routes(), *_routes()],
+        routes=[*_routes(), *images.routes()],
         exception_handlers={
             HTTPError: _on_http_error,
             ProtocolError: _on_protocol_error,
@@ -118,6 +118,8 @@ def _routes() -> list[Route]:
     model = "/v2/models/{model}"
     version = "/v2/models/{model}/versions/{version}"
     return [
+        # The hot route first: Starlette tries routes in order.
+        Route(model + "/infer", _infer, methods=["POST"]),
         Route("/v2/health/live", _live, methods=["GET"]),
         Route("/v2/health/ready", _ready, methods=["GET"]),
         Route("/v2", _server_metadata, methods=["GET"]),
@@ -127,7 +129,6 @@ def _routes() -> list[Route]:
         Route(version, _model_metadata, methods=["GET"]),
         Route(model + "/ready", _model_ready, methods=["GET"]),
         Route(version + "/ready", _model_ready, methods=["GET"]),
-        Route(model + "/infer", _infer, methods=["POST"]),
         Route(version + "/infer", _infer, methods=["POST"]),
         Route(model + "/config", _config, methods=["GET"]),
         Route(version + "/config", _config, methods=["GET"]),
