@@ -7,7 +7,7 @@
   const pad = document.getElementById("pad");
   const ctx = pad.getContext("2d");
   const modelSelect = document.getElementById("model");
-  const state = { models: [], drawing: false, last: null, inked: false, answers: 0 };
+  const state = { models: [], drawing: false, last: null, inked: false, answers: 0, strokes: 0 };
 
   function clearPad() {
     ctx.fillStyle = "#fff";
@@ -51,7 +51,9 @@
   });
   for (const name of ["pointerup", "pointercancel"]) {
     pad.addEventListener(name, () => {
+      if (state.drawing) state.strokes += 1;
       state.drawing = false;
+      pad.dataset.strokes = String(state.strokes); // finished strokes, for tests and tools
     });
   }
 

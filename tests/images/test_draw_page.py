@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +69,30 @@ def _draw(pg: Any, strokes: list[list[tuple[float, float]]]) -> None:
         for x, y in stroke[1:]:
             pg.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=8)
         pg.mouse.up()
+
+
+def _draw_with_finger(pg: Any, strokes: list[list[tuple[float, float]]]) -> None:
+    """Touch events through the DevTools protocol: Chromium turns them into touch pointer events."""
+    cdp = pg.context.new_cdp_session(pg)
+    box = pg.locator("#pad").bounding_box()
+
+    def touch(kind: str, x: float, y: float) -> None:
+        points = (
+            []
+            if kind == "touchEnd"
+            else [{"x": box["x"] + x * box["width"], "y": box["y"] + y * box["height"]}]
+        )
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    for stroke in strokes:
+        touch("touchStart", *stroke[0])
+        for (x0, y0), (x1, y1) in itertools.pairwise(stroke):
+            for t in np.linspace(0.125, 1.0, 8):
+                touch("touchMove", x0 + t * (x1 - x0), y0 + t * (y1 - y0))
+        touch("touchEnd", 0, 0)
+    # Touch input is delivered asynchronously: wait until the page has seen every stroke end,
+    # or the next tap joins the last stroke as a second finger and gives no click.
+    pg.wait_for_selector(f"#pad[data-strokes='{len(strokes)}']")
 
 
 def _answer(pg: Any, n: int) -> dict[str, Any]:
@@ -147,10 +172,12 @@ def test_phone_layout(browser: Any, server: Any) -> None:
         )
     pad = pg.locator("#pad").bounding_box()
     assert pad["width"] >= 250, f"the drawing pad is only {pad['width']:.0f}px wide on a phone"
-    _draw(pg, SHAPES["7"])
+    _draw_with_finger(pg, SHAPES["7"])
+    # Synthetic taps right after a synthetic drag get no click in headless Chromium (a gesture
+    # detector quirk); the finger part under test is the drawing, so the button is clicked.
     pg.click("#classify")
     answer = _answer(pg, 1)
-    assert answer["label"] == "7", answer
+    assert answer["label"] == "7", f"a 7 drawn with a finger read as {answer['label']}"
     ARTIFACTS.mkdir(exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
     context.close()
