@@ -23,7 +23,7 @@ by interpolation error.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -140,6 +140,32 @@ def legacy_flow(
     return generator.flow(x, y, batch_size=batch_size, shuffle=True, seed=seed)
 
 
+def endless(flow: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Batches (x, y) of a legacy flow as float32, forever (the flow reshuffles at each pass)."""
+    while True:
+        images, labels = next(flow)
+        yield images.astype(np.float32), labels.astype(np.float32)
+
+
+def legacy_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, flip: bool = True, seed: int | None = None
+) -> Any:
+    """The legacy flow as an endless `tf.data.Dataset`, so `fit` treats both modes alike.
+
+    Keras 3 reads a bare flow as a `PyDataset` of ceil(N / batch) batches and, with
+    `steps_per_epoch`, stops after one pass ("input ran out of data": the second epoch trains on
+    nothing); a plain generator would refuse `class_weight`. A repeated dataset does neither.
+    """
+    import tensorflow as tf
+
+    flow = legacy_flow(x, y, batch_size, flip=flip, seed=seed)
+    signature = (
+        tf.TensorSpec((None, *x.shape[1:]), tf.float32),  # (N, H, W, C)
+        tf.TensorSpec((None, y.shape[1]), tf.float32),  # (N, K)
+    )
+    return tf.data.Dataset.from_generator(lambda: endless(flow), output_signature=signature)
+
+
 def training_input(
     mode: str,
     x: np.ndarray,
@@ -151,7 +177,7 @@ def training_input(
     """The training input for `fit` in the given mode ("keras", "legacy" or "none")."""
     check_mode(mode)
     if mode == "legacy":
-        return legacy_flow(x, y, batch_size, flip=flip, seed=seed)
+        return legacy_dataset(x, y, batch_size, flip=flip, seed=seed)
     return keras_dataset(x, y, batch_size, augment=mode == "keras", flip=flip, seed=seed)
 
 

@@ -140,10 +140,14 @@ def _recorder(seen: dict):
         def on_train_begin(self, logs=None):
             seen["start_weights"] = [w.copy() for w in self.model.get_weights()]
             seen["iterations"] = int(self.model.optimizer.iterations.numpy())
-            seen["epochs"] = []
+            seen["epochs"], seen["batches"] = [], []
 
         def on_epoch_begin(self, epoch, logs=None):
             seen["epochs"].append(epoch)
+            seen["batches"].append(0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen["batches"][-1] += 1
 
     return Recorder()
 
@@ -175,6 +179,7 @@ def test_resume_continues_an_interrupted_run_to_the_full_epoch_count(small_npz, 
         _fast(small_npz, out, epochs=4, resume=True), callbacks=[_recorder(seen)], log=lines.append
     )
     assert seen["epochs"] == [2, 3], f"the resumed run ran epochs {seen['epochs']}, expected [2, 3]"
+    assert seen["batches"] == [12, 12], seen["batches"]
     for a, b in zip(seen["start_weights"], saved["weights"], strict=True):
         assert np.array_equal(a, b), f"restored weights differ by {np.max(np.abs(a - b))}"
     # Adam's state came back too: its step counter stands at 2 epochs of 400 // 32 steps.
@@ -205,14 +210,18 @@ def test_non_finite_loss_stops_with_a_clear_message_and_no_model(small_npz, tmp_
 
 @pytest.mark.slow
 # keras mode is what the CLI test runs; this one covers the legacy generator under fit().
-def test_legacy_mode_trains_and_records_its_options(small_npz, tmp_path):
+def test_legacy_mode_trains_every_epoch_and_records_its_options(small_npz, tmp_path):
     augment = "legacy"
     out = tmp_path / augment
-    result = train(_fast(small_npz, out, augment=augment, flip=False, schedule=False), log=None)
+    seen: dict = {}
+    options = _fast(small_npz, out, epochs=2, augment=augment, flip=False, schedule=False)
+    result = train(options, callbacks=[_recorder(seen)], log=None)
+    # Every epoch runs its 400 // 32 steps: the flow must not run dry after one pass.
+    assert seen["batches"] == [12, 12], seen["batches"]
     options = Package.load(out).metadata["training"]["options"]
     assert (options["augment"], options["flip"], options["schedule"]) == (augment, False, False)
-    assert result.metrics["epochs_run"] == 1
-    assert np.isfinite(result.history["loss"][0]), result.history
+    assert result.metrics["epochs_run"] == 2
+    assert np.isfinite(result.history["loss"]).all(), result.history
 
 
 @pytest.mark.slow
