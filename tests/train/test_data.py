@@ -156,17 +156,31 @@ def test_image_folder_bad_cases(tmp_path, image_folder, png):
         load_from_metadata(data.meta, (28, 28, 1))
 
 
-def test_keras_mnist_offline_is_a_clear_error(tmp_path, monkeypatch):
-    # An empty cache and a proxy that refuses: the download fails fast wherever this runs.
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+def test_keras_mnist_offline_is_a_clear_error_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # An empty Keras cache (read at import, hence a subprocess) and a proxy that refuses:
+    # the download fails fast wherever this runs, online or not.
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    with pytest.raises(DataError) as info:
-        load_data("mnist")
-    message = str(info.value)
-    assert "could not download MNIST" in message and "--data default" in message, message
+        env[var] = "http://127.0.0.1:9"
+    env.pop("no_proxy", None), env.pop("NO_PROXY", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnnedge",
+        "train",
+        "--data",
+        "mnist",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert "error: --data mnist: could not download MNIST" in done.stderr, done.stderr[-2000:]
+    assert "--data default" in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
 
 
 def test_bad_test_fraction():
