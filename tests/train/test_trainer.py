@@ -317,3 +317,44 @@ def test_early_stopping_state_survives_a_resume(tmp_path):
     second.on_train_end()
     for got, want in zip(model.get_weights(), best_weights, strict=True):
         assert np.array_equal(got, want), f"restored weights differ by {np.abs(got - want).max()}"
+
+
+@pytest.mark.slow
+def test_a_killed_process_resumes_from_its_last_finished_epoch(small_npz, tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "killed"
+    args = ["--data", str(small_npz), "--augment", "none", "--out", str(out)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # Many epochs, so the process is still running when it is killed.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnedge", "train", "--epochs", "50", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    state_file = out / BACKUP_DIR / "keras" / "training_metadata.json"
+    finished, deadline = 0, time.monotonic() + 240
+    try:
+        while finished < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            try:
+                finished = json.loads(state_file.read_text())["epoch"]
+            except (OSError, ValueError, KeyError):
+                continue
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert finished >= 2, f"the run never finished 2 epochs (exit {proc.returncode})"
+    assert not (out / "model.keras").exists() and not (out / "metadata.json").exists()
+
+    total = finished + 2
+    result = train(
+        TrainOptions(data=str(small_npz), augment="none", out=str(out), epochs=total, resume=True),
+        log=None,
+    )
+    assert result.metrics["resumed_from_epoch"] >= 2, result.metrics
+    assert len(result.history["loss"]) == total, (len(result.history["loss"]), total)
+    Package.load(out).require("model.keras")
