@@ -20,7 +20,6 @@ import contextlib
 import hmac
 import json
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from cnnedge import __version__
 from cnnedge.serve import images
 from cnnedge.serve.batcher import BatchConfig, QueueFullError, ServedModel, ShuttingDownError
 from cnnedge.serve.http import HTTPError, error_response, json_response, read_body
+from cnnedge.serve.logs import ACCESS_LOGGER, SERVER_LOGGER
 from cnnedge.serve.metrics import ServerMetrics
 from cnnedge.serve.openapi import openapi_schema
 from cnnedge.serve.protocol import (
@@ -51,8 +51,8 @@ from cnnedge.serve.runtime import OnnxModel
 VERSION = "1"  # each package is served as version "1" of its model
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
-_log = logging.getLogger("cnnedge.serve")
-_access = logging.getLogger("cnnedge.access")
+_log = logging.getLogger(SERVER_LOGGER)
+_access = logging.getLogger(ACCESS_LOGGER)
 
 
 @dataclass(frozen=True)
@@ -426,14 +426,4 @@ class _Observe:
         _access.info(json.dumps(record, separators=(",", ":")))
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Send access lines (one JSON object each) and server messages to stderr."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    for logger in (_access, _log):
-        logger.handlers[:] = [handler]
-        logger.setLevel(level)
-        logger.propagate = False
-
-
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "VERSION", "AppConfig", "configure_logging", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "VERSION", "AppConfig", "create_app"]

@@ -21,8 +21,9 @@ from typing import Any
 import uvicorn
 
 from cnnedge.errors import UsageError
-from cnnedge.serve.app import DEFAULT_MAX_BODY_BYTES, AppConfig, configure_logging, create_app
+from cnnedge.serve.app import DEFAULT_MAX_BODY_BYTES, AppConfig, create_app
 from cnnedge.serve.batcher import BatchConfig
+from cnnedge.serve.logs import configure_logging
 from cnnedge.serve.runtime import OnnxModel, default_threads, load_model
 
 _CONFIG_ENV = "CNNEDGE_SERVE_OPTIONS"  # hands the options to worker processes (--workers > 1)

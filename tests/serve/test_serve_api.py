@@ -171,9 +171,15 @@ def test_access_log_is_one_json_line_per_request(server) -> None:  # type: ignor
     import time
 
     httpx.get(server.url + "/v2/health/live?probe=log")
-    time.sleep(0.2)
-    lines = [json.loads(x) for x in server.log().splitlines() if x.startswith("{")]
-    assert any(rec["path"] == "/v2/health/live" and rec["status"] == 200 for rec in lines)
+    deadline = time.monotonic() + 3  # lines are written in batches, every 0.1 s
+    lines: list[dict] = []
+    while time.monotonic() < deadline:
+        lines = [json.loads(x) for x in server.log().splitlines() if x.startswith("{")]
+        if any(rec["path"] == "/v2/health/live" and rec["status"] == 200 for rec in lines):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"no access line for /v2/health/live in {lines[-3:]}")
     assert {"ts", "client", "method", "path", "status", "bytes", "ms"} <= set(lines[-1])
 
 
