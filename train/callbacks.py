@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 Log = Callable[[str], None]
+# Seconds between step lines inside one epoch.
+HEARTBEAT_S = 30.0
 
 
 def nan_guard_class() -> type:
@@ -38,16 +40,29 @@ def nan_guard_class() -> type:
 
 
 def progress_class() -> type:
-    """One line per finished epoch: losses, accuracies, learning rate and seconds."""
+    """One line per epoch (losses, accuracies, rate, seconds); a step line every HEARTBEAT_S."""
     import keras
 
     class Progress(keras.callbacks.Callback):
-        def __init__(self, epochs: int, say: Log) -> None:
+        def __init__(self, epochs: int, steps: int, say: Log) -> None:
             super().__init__()
-            self._epochs, self._say, self._start = epochs, say, 0.0
+            self._epochs, self._steps, self._say = epochs, steps, say
+            self._epoch, self._start, self._last = 0, 0.0, 0.0
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self._start = time.perf_counter()
+            self._epoch, self._start = epoch, time.perf_counter()
+            self._last = self._start
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            now = time.perf_counter()
+            if now - self._last >= HEARTBEAT_S and batch + 1 < self._steps:
+                self._last = now
+                loss = (logs or {}).get("loss")
+                shown = f", loss {float(loss):.4f}" if loss is not None else ""
+                self._say(
+                    f"epoch {self._epoch + 1:>3}/{self._epochs}  step {batch + 1}/{self._steps}"
+                    f"{shown}  {now - self._start:.0f}s"
+                )
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             logs = logs or {}

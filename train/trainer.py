@@ -242,7 +242,7 @@ def _fit(
         restore_best_weights=True,
     )
     nan_guard = nan_guard_class()()
-    callbacks: list[Any] = [nan_guard, progress_class()(options.epochs, say), early]
+    callbacks: list[Any] = [nan_guard, progress_class()(options.epochs, steps, say), early]
     if options.schedule:
         base = options.lr
         callbacks.append(

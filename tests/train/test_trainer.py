@@ -358,3 +358,21 @@ def test_a_killed_process_resumes_from_its_last_finished_epoch(small_npz, tmp_pa
     assert result.metrics["resumed_from_epoch"] >= 2, result.metrics
     assert len(result.history["loss"]) == total, (len(result.history["loss"]), total)
     Package.load(out).require("model.keras")
+
+
+def test_progress_prints_each_epoch_and_a_step_line_in_long_epochs():
+    from cnnedge.train.callbacks import HEARTBEAT_S, progress_class
+
+    lines: list[str] = []
+    progress = progress_class()(20, 1875, lines.append)
+    progress.on_epoch_begin(2)
+    progress.on_train_batch_end(10, {"loss": 0.5})
+    assert lines == [], "no step line before HEARTBEAT_S seconds"
+    progress._last -= HEARTBEAT_S  # as if the epoch had run that long
+    progress.on_train_batch_end(500, {"loss": 0.25})
+    assert len(lines) == 1 and "epoch   3/20  step 501/1875, loss 0.2500" in lines[0], lines
+    progress.on_epoch_end(2, {"loss": 0.2, "accuracy": 0.9, "val_loss": 0.3, "learning_rate": 5e-4})
+    assert lines[-1].startswith("epoch   3/20  loss 0.2000  accuracy 0.9000  val_loss 0.3000"), (
+        lines
+    )
+    assert "lr 0.0005" in lines[-1], lines
