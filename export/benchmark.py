@@ -1,8 +1,9 @@
 """`benchmark_package`: every format in a package, side by side, like Ultralytics' `yolo benchmark`.
 
 Keras is the first row and the reference: each artifact's accuracy, top-1 agreement and largest
-probability difference are measured against it on the held-out test split, then its latency at
-batch 1 and its throughput at a larger batch are timed in this process, one format after another.
+probability difference are measured against it on the held-out test split. Throughput (a batch
+size over the test split, best of `runs`) and latency at batch 1 (median) are timed in this
+process, round-robin over the formats so that background load affects them alike.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cnnedge.export.formats import FORMATS
 from cnnedge.package import Package, write_json_atomic
 
 BENCHMARK_FILE = "benchmark.json"
+_LATENCY_CHUNK = 20
 
 
 @dataclass(frozen=True)
@@ -97,43 +99,43 @@ def benchmark_package(
         )
     pkg = Package.load(root)
     data = load_from_metadata(pkg.metadata.get("data", {}), pkg.input_shape)
-    x, y = data.x_test, data.y_test
+    x, y = data.x_test, data.y_test  # (N, H, W, C), (N,)
     cores = threads or os.cpu_count() or 1
     keras_path = pkg.require("model.keras")
     model = keras.models.load_model(keras_path, safe_mode=True)
-    keras_runner = KerasRunner(model, pkg.input_shape)
-    keras_row, reference = _measure(
-        "keras",
-        "model.keras",
-        keras_runner,
-        keras_path,
-        x,
-        y,
-        None,
-        batch_size,
-        latency_images,
-        runs,
-    )
-    rows = [keras_row]
+    timers = [_Timer("keras", "model.keras", KerasRunner(model, pkg.input_shape), keras_path, x)]
     for fmt in FORMATS:
         rel = _artifact(fmt.name, fmt.filename, pkg)
         if rel is None:
             continue
+        timer = _Timer(fmt.name, rel, None, pkg.path(rel), x)
         try:
             path = pkg.require(rel)
             shape = tuple(pkg.files[rel].get("input_shape", pkg.input_shape))
-            xs = x if shape == pkg.input_shape else _resize(x, shape)
-            runner: Any = (
+            timer.x = x if shape == pkg.input_shape else _resize(x, shape)
+            timer.runner = (
                 OnnxRunner(path, threads)
                 if fmt.runtime == "onnxruntime"
                 else TFLiteRunner(path, cores)
             )
-            row, _ = _measure(
-                fmt.name, rel, runner, path, xs, y, reference, batch_size, latency_images, runs
-            )
         except Exception as exc:  # one broken file must not hide the others' rows
-            row = BenchRow(fmt.name, rel, f"FAIL: {type(exc).__name__}: {exc}"[:200])
-        rows.append(row)
+            timer.fail(exc)
+        timers.append(timer)
+    # Round-robin: every format runs once per round, so a noisy neighbour slows them alike.
+    for _ in range(runs):
+        for timer in timers:
+            timer.throughput(batch_size)
+    for timer in timers:
+        timer.single(5, warm_up=True)
+    # In chunks: switching models after every image would time cache misses, not the model.
+    for chunk in range(0, latency_images, _LATENCY_CHUNK):
+        for timer in timers:
+            for i in range(chunk, min(chunk + _LATENCY_CHUNK, latency_images)):
+                timer.single(i)
+    reference = timers[0].probs
+    if reference is None:
+        raise CnnedgeError(f"Keras could not run {keras_path}: {timers[0].error}")
+    rows = [timer.row(y, reference) for timer in timers]
     report = BenchReport(tuple(rows), batch_size, len(y), cores, _machine())
     if write:
         write_json_atomic(pkg.path(BENCHMARK_FILE), report.to_dict())
@@ -148,48 +150,59 @@ def _artifact(name: str, filename: str, pkg: Package) -> str | None:
     return filename if filename in pkg.files else None
 
 
-def _measure(
-    name: str,
-    rel: str,
-    runner: Any,
-    path: Path,
-    x: np.ndarray,
-    y: np.ndarray,
-    reference: np.ndarray | None,
-    batch_size: int,
-    latency_images: int,
-    runs: int,
-) -> tuple[BenchRow, np.ndarray]:
-    """Time one runner; returns its row and its probabilities on `x` (N, K)."""
-    runner.predict(x[: 2 * batch_size], batch_size)  # warm-up: allocation, graph tracing
-    probs, best = None, float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        out = runner.predict(x, batch_size)
-        best = min(best, time.perf_counter() - start)
-        probs = out if probs is None else probs
-    assert probs is not None  # runs >= 1 is checked by the caller
-    if reference is None:  # the Keras row is its own reference
-        reference = probs
-    singles = x[:latency_images]
-    runner.predict(singles[:5], 1)  # warm-up at batch 1 (TFLite re-allocates on resize)
-    times = []
-    for i in range(len(singles)):
-        start = time.perf_counter()
-        runner.predict(singles[i : i + 1], 1)
-        times.append(time.perf_counter() - start)
-    row = BenchRow(
-        format=name,
-        file=rel,
-        status="ok",
-        size_kb=path.stat().st_size / 1024,
-        accuracy=float(np.mean(probs.argmax(1) == y)),
-        top1_agreement=float(np.mean(probs.argmax(1) == reference.argmax(1))),
-        max_abs_diff=float(np.max(np.abs(probs - reference))),
-        ms_per_image_batch1=statistics.median(times) * 1000,
-        images_per_s=len(x) / best,
-    )
-    return row, probs
+class _Timer:
+    """The measurements of one format, collected round by round."""
+
+    def __init__(self, name: str, rel: str, runner: Any, path: Path, x: np.ndarray) -> None:
+        self.name, self.rel, self.runner, self.path, self.x = name, rel, runner, path, x
+        self.error: str | None = None
+        self.probs: np.ndarray | None = None  # (N, K) from the first full pass
+        self.best = float("inf")
+        self.singles: list[float] = []
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = f"FAIL: {type(exc).__name__}: {exc}"[:200]
+
+    def throughput(self, batch_size: int) -> None:
+        if self.error is not None:
+            return
+        try:
+            if self.probs is None:
+                self.runner.predict(self.x[: 2 * batch_size], batch_size)  # warm-up
+            start = time.perf_counter()
+            out = self.runner.predict(self.x, batch_size)
+            self.best = min(self.best, time.perf_counter() - start)
+            self.probs = out if self.probs is None else self.probs
+        except Exception as exc:
+            self.fail(exc)
+
+    def single(self, index: int, warm_up: bool = False) -> None:
+        if self.error is not None:
+            return
+        image = self.x[index : index + 1]
+        try:
+            start = time.perf_counter()
+            self.runner.predict(image, 1)  # TFLite re-allocates on the first batch-1 call
+            if not warm_up:
+                self.singles.append(time.perf_counter() - start)
+        except Exception as exc:
+            self.fail(exc)
+
+    def row(self, y: np.ndarray, reference: np.ndarray) -> BenchRow:
+        if self.error is not None or self.probs is None or not self.singles:
+            return BenchRow(self.name, self.rel, self.error or "FAIL: no measurement")
+        probs = self.probs
+        return BenchRow(
+            format=self.name,
+            file=self.rel,
+            status="ok",
+            size_kb=self.path.stat().st_size / 1024,
+            accuracy=float(np.mean(probs.argmax(1) == y)),
+            top1_agreement=float(np.mean(probs.argmax(1) == reference.argmax(1))),
+            max_abs_diff=float(np.max(np.abs(probs - reference))),
+            ms_per_image_batch1=statistics.median(self.singles) * 1000,
+            images_per_s=len(self.x) / self.best,
+        )
 
 
 def _resize(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
