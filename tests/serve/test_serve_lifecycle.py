@@ -246,3 +246,37 @@ def test_readiness_and_infer_are_503_while_shutting_down(reference, digits) -> N
                 assert (await c.get("/v2/health/live")).status_code == 200
 
     asyncio.run(scenario())
+
+
+def test_workers_share_one_port_and_exit_0(
+    exported_package: Path, tmp_path: Path, reference, digits
+) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as s:  # --workers needs a fixed port; take a free one
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = start_server(exported_package, tmp_path, "--workers", "2", "--port", str(port))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(srv.url + "/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text().split()
+        assert len(children) >= 2, f"expected 2 worker processes, found {children}"
+        body, headers = _binary_body(digits[:2])
+        for _ in range(6):  # new connections, spread over the workers by the kernel
+            r = httpx.post(srv.url + "/v2/models/seed/infer", content=body, headers=headers)
+            assert r.status_code == 200, r.text
+            diff = float(np.abs(_probs(r, 2) - reference.run(digits[:2])).max())
+            assert diff < 1e-5, f"worker response differs from in-process by {diff}"
+        from cnnedge.serve.runtime import default_threads
+
+        config = httpx.get(srv.url + "/v2/models/seed/config").json()
+        threads = config["parameters"]["intra_op_thread_count"]["string_value"]
+        assert threads == str(max(1, default_threads(reserve=1) // 2)), threads  # cores shared
+    finally:
+        assert srv.stop() == 0
