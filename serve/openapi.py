@@ -109,6 +109,36 @@ def _get(summary: str, schema: dict[str, Any] | None = None, **extra: Any) -> di
     return {"get": {"summary": summary, "responses": {"200": ok, **_ERRORS}, **extra}}
 
 
+def _classify(model_param: dict[str, Any]) -> dict[str, Any]:
+    # The image endpoint of cnnedge.serve.images: raw PNG/JPEG or multipart file parts.
+    image = {"type": "string", "format": "binary"}
+    query = [
+        {"name": "top_k", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "debug", "in": "query", "schema": {"type": "integer", "enum": [0, 1]}},
+        {"name": "invert", "in": "query", "schema": {"enum": ["auto", "always", "never"]}},
+    ]
+    return {
+        "post": {
+            "summary": "Classify PNG/JPEG images (raw body or multipart/form-data file parts).",
+            "parameters": [model_param, *query],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "image/png": {"schema": image},
+                    "image/jpeg": {"schema": image},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "array", "items": image}},
+                        }
+                    },
+                },
+            },
+            "responses": {"200": _json({"type": "object"}, "Predictions"), **_ERRORS},
+        }
+    }
+
+
 def openapi_schema(model_names: list[str], version: str) -> dict[str, Any]:
     """The OpenAPI document for this server.
 
@@ -184,6 +214,8 @@ def openapi_schema(model_names: list[str], version: str) -> dict[str, Any]:
         paths[base + "/infer"] = {
             "post": {**infer["post"], "parameters": params + infer["post"]["parameters"]}
         }
+    paths["/v1/models/{model}:classify"] = _classify(model_param)
+    paths["/v1/models"] = _get("Served models with labels and input shapes (for the page)")
     return {
         "openapi": "3.0.3",
         "info": {"title": "cnnedge inference server (Open Inference Protocol)", "version": version},
