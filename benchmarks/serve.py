@@ -118,7 +118,9 @@ def _stats(hostport: str, model: str) -> tuple[int, int]:
     return int(stats["inference_count"]), int(stats["execution_count"])  # images, batches
 
 
-def _start_server(package: str, cores: set[int], threads: int) -> tuple[subprocess.Popen, str]:
+def _start_server(
+    package: str, cores: set[int], threads: int, variant: str
+) -> tuple[subprocess.Popen, str]:
     cmd = [
         sys.executable,
         "-m",
@@ -129,6 +131,8 @@ def _start_server(package: str, cores: set[int], threads: int) -> tuple[subproce
         "0",
         "--threads",
         str(threads),
+        "--variant",
+        variant,
     ]
     proc = subprocess.Popen(
         cmd,
@@ -148,10 +152,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--package", default="models/seed")
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per level")
+    parser.add_argument("--variant", default="fp32", choices=["fp32", "int8"])
     args = parser.parse_args()
-    if not (Path(args.package) / "model.onnx").is_file():
+    filename = "model.onnx" if args.variant == "fp32" else "model.int8.onnx"
+    if not (Path(args.package) / filename).is_file():
         raise SystemExit(
-            f"{args.package}/model.onnx is missing; run `cnnedge train` and `cnnedge export`"
+            f"{args.package}/{filename} is missing; run `cnnedge train` and `cnnedge export`"
         )
     server_cores, client_cores = _cores()
     threads = len(server_cores)
@@ -160,8 +166,8 @@ def main() -> None:
 
     name = Package.load(args.package).name
     os.sched_setaffinity(0, server_cores)  # this thread; onnxruntime's pool threads inherit it
-    model = load_model(args.package, threads=threads)
-    proc, hostport = _start_server(args.package, server_cores, threads)
+    model = load_model(args.package, args.variant, threads=threads)
+    proc, hostport = _start_server(args.package, server_cores, threads, args.variant)
     host, port = hostport.rsplit(":", 1)
     request = _request(np.random.default_rng(1).random((1, 28, 28, 1), dtype=np.float32), name)
     rows = []
@@ -183,7 +189,8 @@ def main() -> None:
         proc.wait(30)
 
     print(f"server pinned to cores {sorted(server_cores)} ({threads} onnxruntime threads), load "
-          f"generator to cores {sorted(client_cores)} (os.sched_setaffinity); {args.seconds:.0f} s "
+          f"generator to cores {sorted(client_cores)} (os.sched_setaffinity); {args.variant}; "
+          f"{args.seconds:.0f} s "
           "per level; binary requests of 1 image; in-process measured on the server's cores just "
           "before each level")  # fmt: skip
     print(f"{'concurrency':>11} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>10} "
