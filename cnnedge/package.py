@@ -47,6 +47,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; model files are meant to be read by a server running as another user.
+    os.chmod(tmp, 0o644)
     try:
         yield tmp
         with open(tmp, "rb") as fh:
