@@ -225,7 +225,7 @@ def _stage_onnx_int8(
     tmp = stack.enter_context(atomic_path(target))
     onnx_export.quantize_onnx_int8(float_onnx, tmp, inputs.calibration)
     extra = {
-        "quantisation": "static QDQ int8, per-channel weights, MinMax calibration",
+        "quantisation": "static QDQ: uint8 activations, per-channel symmetric int8 weights, MinMax calibration",
         "calibration_images": len(inputs.calibration),
     }
     return {target.name: (tmp, extra)}, tmp
