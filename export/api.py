@@ -99,7 +99,6 @@ def export_package(
             require_passed(fmt, verification)
             size = 0
             for rel, (tmp, extra) in staged.items():
-                tmp.chmod(0o644)  # mkstemp makes 0600; servers (Triton) may run as another user
                 records[rel] = file_record(tmp, **extra)
                 size += records[rel]["size"]
             results.append(
