@@ -383,7 +383,7 @@ class _Observe:
 
         self.metrics.inflight.inc()
         try:
-            needs_key = self.key is not None and not scope["path"].startswith("/v2/health/")
+            needs_key = self.key is not None and not _is_public(scope["path"])
             if needs_key and not self._authorised(scope):
                 response = error_response(
                     401,
@@ -427,3 +427,8 @@ class _Observe:
 
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "VERSION", "AppConfig", "create_app"]
+
+
+def _is_public(path: str) -> bool:
+    """Health checks and the page's own files need no key; the page asks for one on a 401."""
+    return path.startswith(("/v2/health/", "/static/")) or path == "/"

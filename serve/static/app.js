@@ -121,6 +121,24 @@
     });
   }
 
+  // With `cnnedge serve --api-key`, the API answers 401: ask once, keep the key for this tab.
+  async function apiFetch(url, options = {}) {
+    const send = () => {
+      const key = sessionStorage.getItem("cnnedge-api-key");
+      const headers = key ? { Authorization: `Bearer ${key}` } : {};
+      return fetch(url, { ...options, headers });
+    };
+    let response = await send();
+    if (response.status === 401) {
+      const key = window.prompt("This server needs an API key:");
+      if (key) {
+        sessionStorage.setItem("cnnedge-api-key", key);
+        response = await send();
+      }
+    }
+    return response;
+  }
+
   async function classify(parts) {
     const name = currentModel();
     if (!name) {
@@ -132,7 +150,7 @@
     document.body.dataset.state = "busy";
     try {
       const url = `/v1/models/${encodeURIComponent(name)}:classify?debug=1&top_k=3`;
-      const response = await fetch(url, { method: "POST", body: form });
+      const response = await apiFetch(url, { method: "POST", body: form });
       const body = await response.json();
       if (!response.ok) {
         showError(body.error || `HTTP ${response.status}`);
@@ -188,7 +206,7 @@
 
   async function loadModels() {
     try {
-      const response = await fetch("/v1/models");
+      const response = await apiFetch("/v1/models");
       const body = await response.json();
       state.models = body.models || [];
     } catch (err) {

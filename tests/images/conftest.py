@@ -17,6 +17,7 @@ import pytest
 
 # Body limit of the test server: small enough to test 413 cheaply, big enough for a batch of PNGs.
 MAX_BODY_BYTES = 1024 * 1024
+API_KEY = "page-test-key"
 # Sizes (width, height) the round trip renders the test digits at.
 SIZES = ((56, 56), (280, 280), (300, 200))
 # The first 500 of the 1,000 test digits (the split is shuffled, so every class is there):
@@ -100,10 +101,14 @@ class Server:
         return self.log_file.read_text(errors="replace")
 
 
-def _start_server(package: Path, tmp: Path, timeout: float = 90.0) -> Server:
+def _start_server(
+    package: Path, tmp: Path, timeout: float = 90.0, api_key: str | None = None
+) -> Server:
     out, log = tmp / "stdout.txt", tmp / "stderr.txt"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("CNNEDGE_API_KEY", None)
+    if api_key:
+        env["CNNEDGE_API_KEY"] = api_key
     cmd = [
         sys.executable,
         "-m",
@@ -136,6 +141,18 @@ def server(exported_package: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """`cnnedge serve` on the exported package, on a free 127.0.0.1 port, for the session."""
     srv = _start_server(exported_package, tmp_path_factory.mktemp("image-server"))
     yield srv
+    _stop(srv)
+
+
+@pytest.fixture()
+def keyed_server(exported_package: Path, tmp_path: Path) -> Iterator[Server]:
+    """A server started with an API key (through CNNEDGE_API_KEY)."""
+    srv = _start_server(exported_package, tmp_path, api_key=API_KEY)
+    yield srv
+    _stop(srv)
+
+
+def _stop(srv: Server) -> None:
     if srv.proc.poll() is None:
         srv.proc.send_signal(signal.SIGTERM)
         try:

@@ -24,6 +24,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+KEY = "page-test-key"  # the key `keyed_server` starts with (conftest.API_KEY)
 
 # Strokes in canvas fractions (x, y), one list per pen-down; shapes anyone would read as the digit.
 SHAPES = {
@@ -180,4 +181,30 @@ def test_phone_layout(browser: Any, server: Any) -> None:
     assert answer["label"] == "7", f"a 7 drawn with a finger read as {answer['label']}"
     ARTIFACTS.mkdir(exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
+    context.close()
+
+
+def test_page_asks_for_the_api_key(browser: Any, keyed_server: Any) -> None:
+    # The page itself is public; its API calls get 401 until the user types the key once.
+    import httpx
+
+    assert httpx.get(keyed_server.url + "/").status_code == 200
+    assert httpx.get(keyed_server.url + "/v1/models").status_code == 401
+    context = browser.new_context(viewport={"width": 1000, "height": 760})
+    pg = context.new_page()
+    prompts: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        prompts.append(dialog.message)
+        dialog.accept(KEY)
+
+    pg.on("dialog", answer)
+    pg.goto(keyed_server.url + "/")
+    pg.wait_for_selector("body[data-ready='1']")
+    _draw(pg, SHAPES["1"])
+    pg.click("#classify")
+    result = _answer(pg, 1)
+    assert not result["error"], result["error"]
+    assert result["label"] == "1", f"drew a 1, the page says {result['label']}"
+    assert prompts == ["This server needs an API key:"], f"prompted {prompts}"
     context.close()

@@ -107,7 +107,7 @@ def keyed_int8(exported_package: Path, tmp_path_factory: pytest.TempPathFactory)
     srv.stop()
 
 
-def test_api_key_guards_everything_but_health(keyed_int8) -> None:  # type: ignore[no-untyped-def]
+def test_api_key_guards_everything_but_health_and_page(keyed_int8) -> None:  # type: ignore[no-untyped-def]
     url = keyed_int8.url
     assert httpx.get(url + "/v2/health/live").status_code == 200
     assert httpx.get(url + "/v2/health/ready").status_code == 200
@@ -117,6 +117,10 @@ def test_api_key_guards_everything_but_health(keyed_int8) -> None:  # type: igno
         assert r.headers["www-authenticate"] == "Bearer"
         assert "Authorization: Bearer" in r.json()["error"]
     assert httpx.get(url + "/metrics").status_code == 401
+    # The page and its files hold no data; the page asks for the key when its calls get 401.
+    assert httpx.get(url + "/").status_code == 200
+    assert httpx.get(url + "/static/app.js").status_code == 200
+    assert httpx.get(url + "/v1/models").status_code == 401
     ok = httpx.get(url + "/v2/models/seed", headers={"Authorization": f"Bearer {KEY}"})
     assert ok.status_code == 200 and ok.json()["name"] == "seed"
 
