@@ -426,9 +426,9 @@ class _Observe:
         _access.info(json.dumps(record, separators=(",", ":")))
 
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "VERSION", "AppConfig", "create_app"]
-
-
 def _is_public(path: str) -> bool:
     """Health checks and the page's own files need no key; the page asks for one on a 401."""
     return path.startswith(("/v2/health/", "/static/")) or path == "/"
+
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "VERSION", "AppConfig", "create_app"]
