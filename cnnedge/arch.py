@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ class Dense:
 
 
 Layer = Conv2D | BatchNormalization | MaxPooling2D | Dropout | Flatten | Dense
-LAYER_TYPES: dict[str, type] = {
+LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls for cls in (Conv2D, BatchNormalization, MaxPooling2D, Dropout, Flatten, Dense)
 }
 
@@ -243,7 +243,7 @@ def _layer(entry: Any, where: str) -> Layer:
         )
     where = f"{where} ({kind})"
     args = {k: v for k, v in entry.items() if k != "type"}
-    allowed = set(cls.__dataclass_fields__)
+    allowed = {f.name for f in fields(cls)}
     unknown = set(args) - allowed
     if unknown:
         raise ArchitectureError(
@@ -272,7 +272,8 @@ def _layer(entry: Any, where: str) -> Layer:
     if "l2" in args and not (isinstance(args["l2"], (int, float)) and args["l2"] >= 0):
         raise ArchitectureError(f"{where}: l2 {args['l2']!r}; use a factor >= 0 such as 0.01")
     try:
-        return cls(**args)  # type: ignore[no-any-return]
+        layer: Layer = cls(**args)
+        return layer
     except TypeError as exc:
         raise ArchitectureError(f"{where}: {exc}") from None
 
