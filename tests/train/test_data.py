@@ -101,9 +101,22 @@ def test_corrupt_and_missing_files(tmp_path):
         load_data(str(missing))
 
 
-def test_default_data_refuses_another_input_shape():
-    with pytest.raises(DataError, match=r"default data .* is 28x28x1; the model expects 32x32x1"):
-        load_data("default", (32, 32, 1))
+def test_default_data_is_redrawn_for_another_input_shape():
+    from cnnedge.preprocess import bounding_box, centre_of_mass
+
+    base = load_data("default")
+    data = load_data("default", (32, 32, 3))
+    assert data.x_train.shape == (4000, 32, 32, 3) and data.x_test.shape == (1000, 32, 32, 3)
+    assert (data.y_train == base.y_train).all() and (data.y_test == base.y_test).all()
+    assert data.meta["converted_from"] == [28, 28, 1]
+    for img in data.x_test[:50]:
+        gray = img[..., 0]
+        top, left, bottom, right = bounding_box(gray)
+        # The MNIST box of 20 in 28, scaled: 23 of 32; centred by centre of mass.
+        assert bottom - top <= 23 and right - left <= 23, (top, left, bottom, right)
+        cy, cx = centre_of_mass(gray)
+        assert abs(cy - 15.5) <= 1.0 and abs(cx - 15.5) <= 1.0, (cy, cx)
+        assert (img[..., 0] == img[..., 2]).all()
 
 
 def test_image_folder_loads_through_the_shared_preprocessing(tmp_path, image_folder):
