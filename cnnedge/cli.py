@@ -7,6 +7,8 @@ and `cnnedge check` start fast and work on an edge install.
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from cnnedge import __version__
@@ -69,6 +71,9 @@ def check(
 
 def main() -> None:
     """Console-script entry point."""
+    # TensorFlow's C++ log (CUDA probes on a CPU machine, oneDNN notes) buries the progress
+    # lines; a user who wants it sets TF_CPP_MIN_LOG_LEVEL=0.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     build_app()()
 
 
