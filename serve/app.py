@@ -10,7 +10,8 @@ For other route modules (`cnnedge.serve.images`), these names are stable:
 - `request.app.state.max_body_bytes`, `request.app.state.metrics` (`ServerMetrics`).
 - From `cnnedge.serve.http`: `HTTPError(status, message)` (raise it; rendered as
   `{"error": message}`), `await read_body(request)` (413 before reading past the limit),
-  `get_model(request)` (the `{model}` path parameter -> ServedModel, 404/503), `json_response`.
+  `get_model(request, ready=True)` (the `{model}`/`{version}` path parameters -> ServedModel,
+  404/503), `json_response`, `VERSION`.
   A `cnnedge.serve.protocol.ProtocolError` raised in a handler is answered as 400/415 too.
 """
 
@@ -35,7 +36,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cnnedge import __version__
 from cnnedge.serve import images
 from cnnedge.serve.batcher import BatchConfig, QueueFullError, ServedModel, ShuttingDownError
-from cnnedge.serve.http import HTTPError, error_response, json_response, read_body
+from cnnedge.serve.http import (
+    VERSION,
+    HTTPError,
+    error_response,
+    get_model,
+    json_response,
+    read_body,
+)
 from cnnedge.serve.logs import ACCESS_LOGGER, SERVER_LOGGER
 from cnnedge.serve.metrics import ServerMetrics
 from cnnedge.serve.openapi import openapi_schema
@@ -48,7 +56,6 @@ from cnnedge.serve.protocol import (
 )
 from cnnedge.serve.runtime import OnnxModel
 
-VERSION = "1"  # each package is served as version "1" of its model
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
 _log = logging.getLogger(SERVER_LOGGER)
@@ -162,30 +169,6 @@ async def _list_models(request: Request) -> Response:
     return json_response({"models": sorted(request.app.state.models)})
 
 
-def _served(request: Request) -> ServedModel:
-    served = _known(request)
-    if request.app.state.shutting_down or not served.ready:
-        raise HTTPError(503, f"model {served.name!r} is not ready (the server is shutting down)")
-    return served
-
-
-def _known(request: Request) -> ServedModel:
-    name = request.path_params["model"]
-    served = request.app.state.models.get(name)
-    if served is None:
-        raise HTTPError(
-            404,
-            f"model {name[:100]!r} is not served here; this server serves "
-            f"{sorted(request.app.state.models)}",
-        )
-    version = request.path_params.get("version")
-    if version is not None and version != VERSION:
-        raise HTTPError(
-            404, f"model {name!r} has no version {version[:20]!r}; the only version is {VERSION!r}"
-        )
-    return served
-
-
 def _specs(served: ServedModel) -> tuple[TensorSpec, TensorSpec]:
     m = served.model
     h, w, c = m.input_shape
@@ -196,7 +179,7 @@ def _specs(served: ServedModel) -> tuple[TensorSpec, TensorSpec]:
 
 
 async def _model_metadata(request: Request) -> Response:
-    served = _known(request)
+    served = get_model(request, ready=False)
     inp, out = _specs(served)
     return json_response(
         {
@@ -210,14 +193,14 @@ async def _model_metadata(request: Request) -> Response:
 
 
 async def _model_ready(request: Request) -> Response:
-    served = _known(request)
+    served = get_model(request, ready=False)
     if request.app.state.shutting_down or not served.ready:
         return error_response(503, f"model {served.name!r} is not ready")
     return json_response({"name": served.name, "ready": True})
 
 
 async def _config(request: Request) -> Response:
-    served = _known(request)
+    served = get_model(request, ready=False)
     inp, out = _specs(served)
     batch = served.config
     return json_response(
@@ -250,7 +233,11 @@ async def _config(request: Request) -> Response:
 
 async def _stats(request: Request) -> Response:
     models = request.app.state.models
-    chosen = [_known(request)] if "model" in request.path_params else list(models.values())
+    chosen = (
+        [get_model(request, ready=False)]
+        if "model" in request.path_params
+        else list(models.values())
+    )
     return json_response({"model_stats": [_model_stats(s) for s in chosen]})
 
 
@@ -280,7 +267,7 @@ def _model_stats(served: ServedModel) -> dict[str, Any]:
 
 
 async def _infer(request: Request) -> Response:
-    served = _served(request)
+    served = get_model(request)
     metrics: ServerMetrics = request.app.state.metrics
     try:
         check_media_type(

@@ -21,6 +21,8 @@ from starlette.responses import Response
 if TYPE_CHECKING:
     from cnnedge.serve.batcher import ServedModel
 
+VERSION = "1"  # each package is served as version "1" of its model
+
 
 class HTTPError(Exception):
     """An error answered as `{"error": message}` with `status` (and optional extra headers)."""
@@ -78,14 +80,15 @@ async def read_body(request: Request, limit: int | None = None) -> bytes:
     return b"".join(chunks)
 
 
-def get_model(request: Request) -> ServedModel:
-    """The served model named by the `{model}` path parameter.
+def get_model(request: Request, ready: bool = True) -> ServedModel:
+    """The served model named by the `{model}` (and optional `{version}`) path parameters.
 
     Args:
         request: a request whose route has a `{model}` parameter.
+        ready: also require that the model accepts requests (503 while shutting down).
 
     Returns:
-        The `ServedModel`; raises HTTPError 404 (unknown) or 503 (shutting down).
+        The `ServedModel`; raises HTTPError 404 (unknown model or version) or 503 (not ready).
     """
     name = request.path_params.get("model", "")
     models = request.app.state.models
@@ -94,9 +97,14 @@ def get_model(request: Request) -> ServedModel:
         raise HTTPError(
             404, f"model {name[:100]!r} is not served here; this server serves {sorted(models)}"
         )
-    if request.app.state.shutting_down or not served.ready:
+    version = request.path_params.get("version")
+    if version is not None and version != VERSION:
+        raise HTTPError(
+            404, f"model {name!r} has no version {version[:20]!r}; the only version is {VERSION!r}"
+        )
+    if ready and (request.app.state.shutting_down or not served.ready):
         raise HTTPError(503, f"model {name!r} is not ready (the server is shutting down)")
     return served
 
 
-__all__ = ["HTTPError", "error_response", "get_model", "json_response", "read_body"]
+__all__ = ["VERSION", "HTTPError", "error_response", "get_model", "json_response", "read_body"]
