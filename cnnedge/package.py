@@ -78,6 +78,18 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def library_versions(*dists: str) -> dict[str, str]:
+    """Python's version and each installed distribution's, for metadata.json (absent ones left out)."""
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for dist in dists:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return versions
+
+
 def file_record(path: str | Path, **extra: Any) -> dict[str, Any]:
     """The "files" entry for one file: size, sha256 and any extra fields (verification, ...)."""
     path = Path(path)

@@ -13,7 +13,6 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from cnnedge.errors import PackageError, UsageError
 from cnnedge.export.formats import ExportFormat, parse_formats, triton_model_name
 from cnnedge.export.shapecheck import ShapePlan, plan_shapes
 from cnnedge.export.verify import Verification, measure, require_passed
-from cnnedge.package import Package, atomic_path, file_record, update_metadata
+from cnnedge.package import Package, atomic_path, file_record, library_versions, update_metadata
 
 MIN_OPSET, MAX_OPSET = 13, 18  # what tf2onnx 1.17 converts to
 CALIBRATION_IMAGES = 300
@@ -312,13 +311,7 @@ def _record(
         "verification_images": len(inputs.y_test),
         "calibration_images": len(inputs.calibration),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "library_versions": _versions(),
+        "library_versions": library_versions(
+            "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"
+        ),
     }
-
-
-def _versions() -> dict[str, str]:
-    versions = {}
-    for dist in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
-        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
-            versions[dist] = importlib_metadata.version(dist)
-    return versions

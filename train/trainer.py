@@ -13,7 +13,6 @@ same early-stopping state, and the folder is removed when the run ends.
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -360,7 +359,13 @@ def _write_package(
 ) -> tuple[str, ...]:
     """Write every file atomically, metadata.json last (it lists the others' hashes)."""
     from cnnedge import __version__
-    from cnnedge.package import atomic_path, file_record, write_json_atomic, write_metadata
+    from cnnedge.package import (
+        atomic_path,
+        file_record,
+        library_versions,
+        write_json_atomic,
+        write_metadata,
+    )
     from cnnedge.preprocess import PreprocessConfig
     from cnnedge.train.report import plot_confusion, plot_curves
 
@@ -384,20 +389,10 @@ def _write_package(
             "data": dict(data.meta),
             "training": dict(training),
             "metrics": dict(metrics),
-            "library_versions": _library_versions(),
+            "library_versions": library_versions(
+                "tensorflow", "keras", "numpy", "matplotlib", "mlxtend", "scipy"
+            ),
             "files": {f: file_record(root / f) for f in files},
         },
     )
     return files
-
-
-def _library_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for package in ("tensorflow", "keras", "numpy", "matplotlib", "mlxtend", "scipy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
