@@ -23,7 +23,7 @@ def nan_guard_class() -> type:
 
     class NanGuard(keras.callbacks.TerminateOnNaN):
         def __init__(self) -> None:
-            super().__init__(raise_error=False)
+            super().__init__()  # graceful stop (raise_error=False is the default; older Keras lacks the argument)
             self.failure: tuple[int, int, float] | None = None
             self._epoch = 0
 

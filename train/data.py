@@ -250,7 +250,7 @@ def _images(x: Any, where: str, input_shape: Sequence[int]) -> np.ndarray:
         raise DataError(f"{where} has dtype {arr.dtype}; images must be numbers")
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).reshape(len(arr), -1).any(axis=1).argmax())
+        bad = int(np.argmax((~np.isfinite(arr)).reshape(len(arr), -1).any(axis=1)))
         raise DataError(f"{where}: image {bad} holds NaN or infinite pixels; fix or drop it")
     low, high = float(arr.min()), float(arr.max())
     if low < 0.0 or high > 255.0:
