@@ -186,6 +186,11 @@ def _centred_shear_class() -> type:
     import keras
 
     class CentredShear(keras.layers.RandomShear):
+        # Keras 3.13+ shears in `_transform_images`; 3.12 (the last for Python 3.10) in
+        # `_shear_inputs`. Both lead here.
+        def _shear_inputs(self, inputs: Any, transformation: Any) -> Any:
+            return self._transform_images(inputs, transformation, self.interpolation)
+
         def _transform_images(self, images: Any, transformation: Any, interpolation: Any) -> Any:
             if transformation is None:
                 return images
