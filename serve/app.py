@@ -4,7 +4,8 @@ For other route modules (`cnnedge.serve.images`), these names are stable:
 
 - `request.app.state.models`: dict of model name -> `cnnedge.serve.batcher.ServedModel`, each with
   `async infer(x)` ((n, H, W, C) float32 -> (n, num_classes) float32, through the dynamic
-  batcher; raises `QueueFullError`/`ShuttingDownError`, which the app answers with 503),
+  batcher; raises `QueueFullError`/`ShuttingDownError`, which the app's exception handlers
+  answer with 503, so handlers need not catch them),
   `.name`, `.labels`, `.input_shape` (H, W, C), `.metadata` (the package's metadata.json, e.g.
   `metadata["preprocessing"]`), `.config.max_batch_size`.
 - `request.app.state.max_body_bytes`, `request.app.state.metrics` (`ServerMetrics`).
@@ -107,6 +108,8 @@ def create_app(models: Sequence[OnnxModel], config: AppConfig | None = None) -> 
             HTTPError: _on_http_error,
             ProtocolError: _on_protocol_error,
             HTTPException: _on_starlette_error,
+            QueueFullError: _on_batcher_refusal,
+            ShuttingDownError: _on_batcher_refusal,
             Exception: _on_unexpected,
         },
         middleware=[],
@@ -282,12 +285,7 @@ async def _infer(request: Request) -> Response:
             [out.name],
             served.config.max_batch_size,
         )
-        try:
-            probs = await served.infer(parsed.x)  # (N, num_classes)
-        except QueueFullError as exc:
-            raise HTTPError(503, str(exc), {"retry-after": "1"}) from None
-        except ShuttingDownError as exc:
-            raise HTTPError(503, str(exc)) from None
+        probs = await served.infer(parsed.x)  # (N, num_classes)
         payload, headers = encode_infer_response(
             served.name, VERSION, parsed, {out.name: probs}, served.labels
         )
@@ -318,6 +316,12 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 async def _on_protocol_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProtocolError)
     return error_response(exc.status, exc.message)
+
+
+async def _on_batcher_refusal(request: Request, exc: Exception) -> Response:
+    # Every route that infers (V2 and images) gets the same 503 for a full queue or a drain.
+    headers = {"retry-after": "1"} if isinstance(exc, QueueFullError) else None
+    return error_response(503, str(exc), headers)
 
 
 async def _on_starlette_error(request: Request, exc: Exception) -> Response:

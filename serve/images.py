@@ -45,7 +45,6 @@ from cnnedge.preprocess import (
     preprocess_image,
     to_png,
 )
-from cnnedge.serve.batcher import QueueFullError, ShuttingDownError
 from cnnedge.serve.http import HTTPError, get_model, json_response, read_body
 from cnnedge.serve.predict import prediction
 
@@ -198,14 +197,7 @@ def _images_of(content_type: str, body: bytes, config: PreprocessConfig) -> np.n
 async def _infer(served: Any, x: np.ndarray) -> np.ndarray:
     # A form may hold more images than one batch; each slice goes through the batcher.
     step = int(served.config.max_batch_size)
-    try:
-        parts = await asyncio.gather(
-            *(served.infer(x[i : i + step]) for i in range(0, len(x), step))
-        )
-    except QueueFullError as exc:
-        raise HTTPError(503, str(exc), {"Retry-After": "1"}) from None
-    except ShuttingDownError as exc:
-        raise HTTPError(503, str(exc)) from None
+    parts = await asyncio.gather(*(served.infer(x[i : i + step]) for i in range(0, len(x), step)))
     return np.concatenate(parts)
 
 
