@@ -1,7 +1,8 @@
 """Load a package's ONNX model into onnxruntime, checked against `metadata.json`, and run it.
 
-This is the only module that creates onnxruntime sessions; `cnnedge serve` and `cnnedge predict`
-both go through `load_model`. It never imports TensorFlow, tf2onnx or onnx (edge install).
+`cnnedge serve` and `cnnedge predict` both go through `load_model` (the export stage's verifier
+opens staged files, not yet listed in metadata.json, with its own runner). It never imports
+TensorFlow, tf2onnx or onnx (edge install).
 """
 
 from __future__ import annotations
