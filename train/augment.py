@@ -12,7 +12,7 @@ preprocessing layers take other units, mapped here (checked against the Keras 3.
 - RandomShear takes a coefficient (x_in = x + s * y), not degrees, and shears about the top-left
   corner. The generator shears x by -sin(angle) * y about the centre, angle in [-0.2, 0.2]
   degrees: the coefficient is tan(0.2 deg) (0.00349; sin and tan agree to 1e-9 here) and
-  `_CentredShear` moves the fixed row to the centre.
+  `CentredShear` (from `_centred_shear_class`) moves the fixed row to the centre.
 - RandomFlip("horizontal") for horizontal_flip; fill mode "nearest" everywhere, bilinear sampling
   as the generator's order=1.
 
